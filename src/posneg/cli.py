@@ -1,0 +1,138 @@
+"""The `posneg` command line: benches, mining, the demo tour, the catalogue and citations.
+
+The CLI depends on the library, never the reverse. Every user mistake (a bad spec, a bad value,
+an unreadable file) and every validation error raised by the library becomes one readable line on
+stderr and exit code 2, never a traceback (set ``POSNEG_DEBUG=1`` to see the traceback).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+import posneg
+from posneg import registry
+from posneg.bench._common import DemoSummary, UsageError, console, markdown_table, rich_table
+
+app = typer.Typer(
+    name="posneg",
+    help="Positives, negatives and the objectives that consume them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+bench_app = typer.Typer(
+    help="Run techniques side by side on real data and report metrics.", no_args_is_help=True
+)
+app.add_typer(bench_app, name="bench")
+
+#: The benches, in demo order. Each module defines ``cli`` (a typer command) and ``demo``.
+BENCHES: tuple[str, ...] = ("contrastive", "imbalance")
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"posneg {posneg.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version_callback, is_eager=True, help="Print version."),
+    ] = False,
+) -> None:
+    """posneg: build what a model trains on."""
+
+
+@app.command("list")
+def list_cmd(
+    family: Annotated[str | None, typer.Option(help="Only this family (losses, ...).")] = None,
+) -> None:
+    """List the techniques this installation provides."""
+    techniques = [t for t in registry.available() if family is None or t.family == family]
+    if family is not None and not techniques:
+        families = sorted({t.family for t in registry.available()})
+        raise UsageError(f"--family: unknown family {family!r}; known: {', '.join(families)}")
+    rows = [(t.key, t.name, t.family, t.module, t.paper) for t in techniques]
+    header = ["key", "name", "family", "module", "paper"]
+    Console().print(rich_table("posneg techniques", header, rows))
+
+
+@app.command("cite")
+def cite_cmd(
+    name: Annotated[str, typer.Argument(help="Technique name or key, e.g. DCLLoss or dcl.")],
+) -> None:
+    """Print a technique's BibTeX entry."""
+    try:
+        tech = registry.find(name)
+    except KeyError as exc:
+        raise UsageError(str(exc.args[0])) from None
+    typer.echo(tech.citation())
+
+
+def _bench_module(name: str) -> Any:
+    return importlib.import_module(f"posneg.bench.{name}")
+
+
+for _name in BENCHES:
+    try:
+        _mod = _bench_module(_name)
+    except ModuleNotFoundError as _exc:  # a family not built yet in this checkout
+        if _exc.name != f"posneg.bench.{_name}":
+            raise
+        continue
+    bench_app.command(_name, help=(_mod.cli.__doc__ or "").strip().split("\n")[0])(_mod.cli)
+
+
+@app.command("demo")
+def demo_cmd(
+    out: Annotated[Path, typer.Option(help="Folder for the reports.")] = Path("runs/demo"),
+) -> None:
+    """A quick tour: every family's bench at a small preset, then one summary table."""
+    start = time.perf_counter()
+    summaries: list[DemoSummary] = []
+    for name in BENCHES:
+        try:
+            mod = _bench_module(name)
+        except ModuleNotFoundError:
+            continue
+        console.rule(f"[bold]posneg bench {name} (demo preset)")
+        summaries.append(mod.demo(out / name))
+    header = ["family", "technique", "metric", "value"]
+    rows = [(s.family, *r) for s in summaries for r in s.rows]
+    console.print(rich_table("posneg demo: summary", header, rows))
+    lines = ["# posneg demo", "", markdown_table(header, rows), "", "Reports:", ""]
+    lines += [f"- {s.family}: {s.report}" for s in summaries]
+    from posneg.bench._common import atomic_write_text
+
+    report = atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
+    elapsed = time.perf_counter() - start
+    console.print(f"demo finished in {elapsed:.0f} s; summary report: [bold]{report}[/bold]")
+    for s in summaries:
+        console.print(f"  {s.family}: {s.report}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app and turn user errors into one line and exit code 2."""
+    debug = os.environ.get("POSNEG_DEBUG") == "1"
+    try:
+        app(args=argv)
+    except (UsageError, ValueError, TypeError, KeyError, OSError) as exc:
+        if debug:
+            raise
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"posneg: error: {msg}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
