@@ -42,14 +42,17 @@ def randperm(
     return torch.randperm(n, device=device, generator=generator)
 
 
-def gamma(concentration: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+def gamma(
+    concentration: torch.Tensor, *, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Gamma(concentration, 1) draws, one per element, by Marsaglia and Tsang (2000).
 
-    Rejection sampling vectorised over elements: each round redraws only the rejected entries;
-    the acceptance rate is above 95% for shape >= 1, so a few rounds suffice. Shapes below 1 use
-    the boost ``Gamma(a) = Gamma(a + 1) * U^(1/a)``.
+    Rejection sampling vectorised over a flat view of the elements: each round redraws only the
+    rejected entries; acceptance is above 95% for shape >= 1, so a few rounds suffice. Shapes
+    below 1 use the boost ``Gamma(a) = Gamma(a + 1) * U^(1/a)``. Any shape, 0-d included.
     """
-    a = concentration.to(torch.float64)
+    shape = concentration.shape
+    a = concentration.reshape(-1).to(torch.float64)
     if bool((a <= 0).any()):
         raise ValueError("gamma: concentration must be > 0")
     device = a.device
@@ -57,24 +60,28 @@ def gamma(concentration: torch.Tensor, *, generator: torch.Generator | None = No
     a1 = torch.where(boost, a + 1.0, a)
     d = a1 - 1.0 / 3.0
     c = 1.0 / torch.sqrt(9.0 * d)
-    out = torch.empty_like(a1)
-    todo = torch.ones_like(a1, dtype=torch.bool)
-    while bool(todo.any()):
-        idx = todo.nonzero(as_tuple=True)
-        n = idx[0].numel()
-        x = torch.randn(n, device=device, dtype=torch.float64, generator=generator)
-        u = torch.rand(n, device=device, dtype=torch.float64, generator=generator)
-        dd, cc = d[idx], c[idx]
+
+    def propose(dd: torch.Tensor, cc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m = dd.numel()
+        x = torch.randn(m, device=device, dtype=torch.float64, generator=generator)
+        u = torch.rand(m, device=device, dtype=torch.float64, generator=generator)
         v = (1.0 + cc * x) ** 3
         log_v = torch.log(v.clamp_min(1e-300))
         ok = (v > 0) & (torch.log(u.clamp_min(1e-300)) < 0.5 * x * x + dd - dd * v + dd * log_v)
-        sel = tuple(i[ok] for i in idx)
-        out[sel] = (dd * v)[ok]
-        todo[sel] = False
+        return dd * v, ok
+
+    # First round on the whole tensor (no indexing); later rounds only on the rejected entries.
+    out, ok = propose(d, c)
+    todo = (~ok).nonzero().squeeze(1)
+    while todo.numel() > 0:
+        value, ok = propose(d[todo], c[todo])
+        out[todo[ok]] = value[ok]
+        todo = todo[~ok]
     if bool(boost.any()):
         u = torch.rand(a.shape, device=device, dtype=torch.float64, generator=generator)
         out = torch.where(boost, out * u.clamp_min(1e-300) ** (1.0 / a), out)
-    return out.to(concentration.dtype if concentration.is_floating_point() else torch.float32)
+    dtype = concentration.dtype if concentration.is_floating_point() else torch.float32
+    return out.reshape(shape).to(dtype)
 
 
 def beta(
