@@ -191,3 +191,17 @@ def check_generator(fn: str, generator: Any, device: torch.device | None = None)
             f"{fn}: generator is on {generator.device} but the input is on {device}; "
             "create the generator on the input's device"
         )
+
+
+def check_bool(fn: str, name: str, value: Any) -> bool:
+    """A bool (flags such as ``normalize``); ints and other truthy values are rejected."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{fn}: {name} must be a bool; got {type(value).__name__}")
+    return value
+
+
+def check_chunk_size(fn: str, chunk_size: Any) -> int | None:
+    """``None`` or an int >= 1 (rows per block of a tiled objective)."""
+    if chunk_size is None:
+        return None
+    return check_int(fn, "chunk_size", chunk_size, min_value=1)

@@ -35,8 +35,14 @@ class Technique:
         return getattr(importlib.import_module(self.module), self.name)
 
     def citation(self) -> str:
-        """The BibTeX entry of the technique's paper."""
-        return str(importlib.import_module(self.module).CITATION).strip()
+        """The BibTeX entry of the technique's paper.
+
+        A module holding several techniques from different papers may define a dict
+        ``CITATIONS`` (class name -> BibTeX); an entry there wins over the module's ``CITATION``.
+        """
+        module = importlib.import_module(self.module)
+        per_name = getattr(module, "CITATIONS", {})
+        return str(per_name.get(self.name, module.CITATION)).strip()
 
 
 TECHNIQUES: tuple[Technique, ...] = (

@@ -1,0 +1,242 @@
+"""Supervised contrastive loss (SupCon, the L_out form of Khosla et al., 2020)."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from posneg import _checks
+from posneg._tiling import compute_dtype, map_rows, mask_columns
+from posneg._types import Reduction
+
+__all__ = ["CITATION", "NoPositive", "SupConLoss", "supcon", "supcon_has_positive"]
+
+CITATION = """
+@inproceedings{khosla2020supervised,
+  title     = {Supervised Contrastive Learning},
+  author    = {Khosla, Prannay and Teterwak, Piotr and Wang, Chen and Sarna, Aaron and
+               Tian, Yonglong and Isola, Phillip and Maschinot, Aaron and Liu, Ce and
+               Krishnan, Dilip},
+  booktitle = {Advances in Neural Information Processing Systems (NeurIPS)},
+  volume    = {33},
+  pages     = {18661--18673},
+  year      = {2020},
+  eprint    = {2004.11362},
+  archivePrefix = {arXiv}
+}
+"""
+
+NoPositive = Literal["exclude", "error"]
+_NO_POSITIVE: tuple[str, ...] = ("exclude", "error")
+
+
+def supcon_has_positive(labels: torch.Tensor) -> torch.Tensor:
+    """Which anchors have at least one positive: a bool (N,) mask, True where the label repeats.
+
+    This is the mask of anchors that :func:`supcon` counts; with ``reduction="none"`` the
+    other entries are NaN. Costs O(N log N) (a sort of the labels), never an N x N tensor.
+    """
+    _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
+    return counts[inverse] > 1
+
+
+def supcon(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    temperature: float = 0.1,
+    normalize: bool = True,
+    no_positive: NoPositive = "exclude",
+    reduction: Reduction = "mean",
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    r"""Supervised contrastive loss: every same-label sample is a positive of the anchor.
+
+    Khosla, Teterwak, Wang, Sarna, Tian, Isola, Maschinot, Liu, Krishnan. *Supervised
+    Contrastive Learning*. NeurIPS 2020, arXiv 2004.11362. This is the paper's
+    :math:`\mathcal{L}^{sup}_{out}` (Eq. 2), the mean over positives taken *outside* the log:
+
+    .. math::
+
+        \ell_i = -\frac{1}{|P(i)|} \sum_{p \in P(i)}
+            \log \frac{\exp(z_i \cdot z_p / \mathrm{temperature})}
+                      {\sum_{a \in A(i)} \exp(z_i \cdot z_a / \mathrm{temperature})}
+               = \operatorname{logsumexp}_{a \in A(i)} \frac{z_i \cdot z_a}{\mathrm{temperature}}
+                 - \frac{1}{|P(i)|} \sum_{p \in P(i)} \frac{z_i \cdot z_p}{\mathrm{temperature}}
+
+    with ``z = features`` (L2-normalised when ``normalize``), :math:`A(i)` every sample but
+    ``i`` (positives included in the denominator, as in the paper) and :math:`P(i)` the samples
+    other than ``i`` with ``labels[i]``. Several views of one image enter as separate rows with
+    the same label (``torch.cat([z1, z2])`` with ``torch.cat([y, y])``), which is the paper's
+    multiview batch. The paper sums over anchors; ``reduction="mean"`` divides by the number of
+    counted anchors, like the reference code. The reference code's extra factor
+    ``temperature / base_temperature`` (1 at its defaults) is not applied, as in the paper and
+    in pytorch-metric-learning.
+
+    Anchors without a positive (a label that occurs once in the batch) have no :math:`\ell_i`:
+    the paper's formula divides by :math:`|P(i)| = 0`. They are never counted as a silent 0
+    (pytorch-metric-learning gives them a per-anchor loss of 0, which its default
+    ``AvgNonZeroReducer`` then skips but a ``MeanReducer`` would average in; with no positive
+    pair in the batch at all it returns 0, its issue #744). Here:
+
+    - ``no_positive="exclude"`` (default): such anchors are dropped; ``"mean"`` averages over
+      the anchors that have a positive, ``"sum"`` sums over them, ``"none"`` returns NaN in
+      their entries (``supcon_has_positive(labels)`` is the mask of finite entries; the NaN is
+      put in with ``torch.where`` so the finite entries backpropagate cleanly). They still act as
+      negatives (denominator terms) of the other anchors. If *no* anchor has a positive,
+      ``"mean"`` and ``"sum"`` return a zero that stays connected to ``features``' graph (zero
+      gradient) and a ``UserWarning`` is issued; ``"none"`` returns all NaN with the warning.
+    - ``no_positive="error"``: raise ``ValueError`` when any anchor lacks a positive.
+
+    Both modes read the label counts on the host (one small device sync).
+
+    Unlike pytorch-metric-learning, a batch whose samples all share one label is not set to 0:
+    the formula is defined there (every other sample is a positive and in the denominator) and
+    is returned as such.
+
+    The score matrix is never part of the contract: rows are processed in blocks through
+    :func:`posneg._tiling.map_rows` (per-row log-sum-exp; the positive sum uses a label mask
+    inside the block), so memory is O(chunk_size * N) and every operation is deterministic.
+
+    Args:
+        features: (N, D) embeddings, N >= 2. float16/bfloat16 are computed in float32.
+        labels: (N,) integer class labels on ``features``' device.
+        temperature: softmax temperature, > 0.
+        normalize: L2-normalise ``features`` first (cosine similarity), as the paper does.
+        no_positive: ``"exclude"`` or ``"error"``; see above.
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
+        chunk_size: anchor rows per block; ``None`` picks a block within the default budget.
+
+    Returns:
+        ``"mean"``/``"sum"``: a scalar (float32 for half inputs, else ``features``' dtype).
+        ``"none"``: (N,) per-anchor losses, NaN for anchors without a positive.
+
+    Raises:
+        TypeError: ``features`` not a floating tensor, ``labels`` not an integer tensor, or a
+            hyperparameter of the wrong type.
+        ValueError: wrong shapes, N < 2, labels of the wrong length or on another device,
+            non-finite features, ``temperature <= 0``, an unknown ``no_positive`` or
+            ``reduction``, or ``no_positive="error"`` with an anchor that has no positive.
+
+    Example:
+        >>> import torch
+        >>> from posneg.losses import supcon
+        >>> g = torch.Generator().manual_seed(0)
+        >>> z = torch.randn(8, 16, generator=g)
+        >>> y = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+        >>> loss = supcon(z, y, temperature=0.1)
+        >>> loss.shape, bool(loss > 0)
+        (torch.Size([]), True)
+        >>> y_single = torch.tensor([0, 0, 1, 1, 2, 2, 3, 4])  # labels 3 and 4 occur once
+        >>> supcon(z, y_single, reduction="none")[-2:].isnan().tolist()
+        [True, True]
+    """
+    fn = "supcon"
+    _checks.check_embeddings(fn, "features", features, min_rows=2)
+    n = int(features.shape[0])
+    _checks.check_labels(fn, "labels", labels, n, features.device)
+    temperature = _checks.check_positive(fn, "temperature", temperature)
+    _checks.check_choice(fn, "no_positive", no_positive, _NO_POSITIVE)
+    _checks.check_bool(fn, "normalize", normalize)
+    reduction = _checks.check_reduction(fn, reduction)
+    _checks.check_chunk_size(fn, chunk_size)
+    _checks.check_finite(fn, "features", features)
+
+    _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
+    n_pos = counts[inverse] - 1
+    has_pos = n_pos > 0
+    n_valid = int(has_pos.sum())
+    if no_positive == "error" and n_valid < n:
+        raise ValueError(
+            f"{fn}: every anchor must have a positive (a label that occurs at least twice) "
+            f"with no_positive='error'; got {n - n_valid} of {n} anchors without one "
+            "(pass no_positive='exclude' to drop them)"
+        )
+
+    z = features.to(compute_dtype(features))
+    if normalize:
+        z = F.normalize(z, dim=1)
+    inv_t = 1.0 / temperature
+
+    def block(start: int, stop: int, z: torch.Tensor) -> torch.Tensor:
+        scores = (z[start:stop] @ z.T) * inv_t  # (R, N)
+        self_cols = torch.arange(start, stop, device=z.device).unsqueeze(1)
+        log_denominator = torch.logsumexp(mask_columns(scores, self_cols), dim=1)
+        positive = (inverse[start:stop].unsqueeze(1) == inverse.unsqueeze(0)).scatter(
+            1, self_cols, False
+        )
+        positive_sum = torch.where(positive, scores, torch.zeros_like(scores)).sum(dim=1)
+        return log_denominator - positive_sum / n_pos[start:stop].clamp_min(1).to(scores.dtype)
+
+    per_anchor = map_rows(block, n, n, z, chunk_size=chunk_size)
+
+    if n_valid == 0:
+        warnings.warn(
+            f"{fn}: no anchor has a positive (every label occurs once in a batch of {n}); "
+            "the loss is undefined: returning a zero connected to the graph "
+            "(NaN per anchor for reduction='none')",
+            UserWarning,
+            stacklevel=2,
+        )
+    if reduction == "none":
+        return torch.where(has_pos, per_anchor, torch.full_like(per_anchor, float("nan")))
+    total = torch.where(has_pos, per_anchor, torch.zeros_like(per_anchor)).sum()
+    if reduction == "sum" or n_valid == 0:
+        return total
+    return total / n_valid
+
+
+class SupConLoss(nn.Module):
+    """Module form of :func:`supcon` (Khosla et al., NeurIPS 2020, arXiv 2004.11362).
+
+    Stores validated hyperparameters; ``forward(features, labels)`` calls :func:`supcon`.
+    See :func:`supcon` for the formula and for anchors that have no positive.
+
+    Example:
+        >>> import torch
+        >>> loss_fn = SupConLoss(temperature=0.07)
+        >>> z = torch.randn(6, 8)
+        >>> loss_fn(z, torch.tensor([0, 1, 2, 0, 1, 2])).dim()
+        0
+    """
+
+    def __init__(
+        self,
+        temperature: float = 0.1,
+        *,
+        normalize: bool = True,
+        no_positive: NoPositive = "exclude",
+        reduction: Reduction = "mean",
+        chunk_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        fn = "SupConLoss"
+        self.temperature = _checks.check_positive(fn, "temperature", temperature)
+        self.normalize = _checks.check_bool(fn, "normalize", normalize)
+        _checks.check_choice(fn, "no_positive", no_positive, _NO_POSITIVE)
+        self.no_positive: NoPositive = no_positive
+        self.reduction: Reduction = _checks.check_reduction(fn, reduction)
+        self.chunk_size = _checks.check_chunk_size(fn, chunk_size)
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Loss of ``features`` (N, D) with integer ``labels`` (N,)."""
+        return supcon(
+            features,
+            labels,
+            temperature=self.temperature,
+            normalize=self.normalize,
+            no_positive=self.no_positive,
+            reduction=self.reduction,
+            chunk_size=self.chunk_size,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"temperature={self.temperature}, normalize={self.normalize}, "
+            f"no_positive={self.no_positive!r}, reduction={self.reduction!r}, "
+            f"chunk_size={self.chunk_size}"
+        )
