@@ -14,7 +14,7 @@ from torch import nn
 from posneg import _checks
 from posneg._tiling import map_rows, mask_columns, reduce_loss
 from posneg._types import Reduction
-from posneg.losses.info_nce import _check_bool, _check_hparams, _two_view_logits, _two_views
+from posneg.losses.info_nce import _check_hparams, _two_view_logits, _two_views
 
 __all__ = ["DCLLoss", "DCLWLoss", "dcl", "dclw"]
 
@@ -170,7 +170,7 @@ def dclw(
     fn = "dclw"
     t = _check_hparams(fn, temperature, normalize, reduction, chunk_size)
     s = _checks.check_positive(fn, "sigma", sigma)
-    _check_bool(fn, "detach_weights", detach_weights)
+    _checks.check_bool(fn, "detach_weights", detach_weights)
     z, n = _two_views(fn, z1, z2, normalize)
     w = _weights(z.detach() if detach_weights else z, n, s)
     block = partial(_dcl_block, n=n, temperature=t)
@@ -242,7 +242,7 @@ class DCLWLoss(nn.Module):
         fn = "DCLWLoss"
         self.temperature = _check_hparams(fn, temperature, normalize, reduction, chunk_size)
         self.sigma = _checks.check_positive(fn, "sigma", sigma)
-        self.detach_weights = _check_bool(fn, "detach_weights", detach_weights)
+        self.detach_weights = _checks.check_bool(fn, "detach_weights", detach_weights)
         self.normalize = normalize
         self.reduction: Reduction = reduction
         self.chunk_size = chunk_size

@@ -50,26 +50,14 @@ CITATIONS = {"InfoNCELoss": CITATION, "NTXentLoss": CITATION_SIMCLR}
 # --------------------------------------------------------------------------------------------
 
 
-def _check_bool(fn: str, name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{fn}: {name} must be a bool; got {type(value).__name__}")
-    return value
-
-
-def _check_chunk_size(fn: str, chunk_size: Any) -> int | None:
-    if chunk_size is None:
-        return None
-    return _checks.check_int(fn, "chunk_size", chunk_size, min_value=1)
-
-
 def _check_hparams(
     fn: str, temperature: Any, normalize: Any, reduction: Any, chunk_size: Any
 ) -> float:
     """Validate the hyperparameters every similarity objective here shares; return temperature."""
     t = _checks.check_positive(fn, "temperature", temperature)
-    _check_bool(fn, "normalize", normalize)
+    _checks.check_bool(fn, "normalize", normalize)
     _checks.check_reduction(fn, reduction)
-    _check_chunk_size(fn, chunk_size)
+    _checks.check_chunk_size(fn, chunk_size)
     return t
 
 
@@ -204,7 +192,7 @@ def info_nce(
     """
     fn = "info_nce"
     t = _check_hparams(fn, temperature, normalize, reduction, chunk_size)
-    _check_bool(fn, "symmetric", symmetric)
+    _checks.check_bool(fn, "symmetric", symmetric)
     _check_pair(fn, ("query", "key"), query, key, min_rows=1)
     b = int(query.shape[0])
     m = 0
@@ -255,7 +243,7 @@ class InfoNCELoss(nn.Module):
         super().__init__()
         fn = "InfoNCELoss"
         self.temperature = _check_hparams(fn, temperature, normalize, reduction, chunk_size)
-        self.symmetric = _check_bool(fn, "symmetric", symmetric)
+        self.symmetric = _checks.check_bool(fn, "symmetric", symmetric)
         self.normalize = normalize
         self.reduction: Reduction = reduction
         self.chunk_size = chunk_size
