@@ -188,6 +188,57 @@ TECHNIQUES: tuple[Technique, ...] = (
         "posneg.losses.focal",
         "Lin, Goyal, Girshick, He, Dollar. Focal Loss for Dense Object Detection. ICCV 2017, arXiv 1708.02002",
     ),
+    # --- batch mixing (issue: mixing) ---
+    Technique(
+        "MixUp",
+        "mixup",
+        "mixing",
+        "posneg.mixing.mixup",
+        "Zhang, Cisse, Dauphin, Lopez-Paz. mixup: Beyond Empirical Risk Minimization. ICLR 2018, arXiv 1710.09412",
+    ),
+    Technique(
+        "CutMix",
+        "cutmix",
+        "mixing",
+        "posneg.mixing.cutmix",
+        "Yun, Han, Oh, Chun, Choe, Yoo. CutMix: Regularization Strategy to Train Strong Classifiers with Localizable Features. ICCV 2019, arXiv 1905.04899",
+    ),
+    Technique(
+        "FMix",
+        "fmix",
+        "mixing",
+        "posneg.mixing.fmix",
+        "Harris, Marcu, Painter, Niranjan, Prugel-Bennett, Hare. FMix: Enhancing Mixed Sample Data Augmentation. arXiv 2002.12047, 2020",
+    ),
+    Technique(
+        "ResizeMix",
+        "resizemix",
+        "mixing",
+        "posneg.mixing.resizemix",
+        "Qin, Fang, Zhang, Liu, Wang, Wang. ResizeMix: Mixing Data with Preserved Object Information and True Labels. arXiv 2012.11101, 2020",
+    ),
+    Technique(
+        "MinorityMix",
+        "minority_mix",
+        "mixing",
+        "posneg.mixing.minority",
+        "Kim, Lee, Park, Sohn. Hierarchical Visual Primitive Experts for Compositional Zero-Shot Learning (CoT, minority attribute augmentation). ICCV 2023, arXiv 2308.04016",
+    ),
+    # --- augmentation (issue: mixing/augment) ---
+    Technique(
+        "RandAugment",
+        "randaugment",
+        "augment",
+        "posneg.augment.randaugment",
+        "Cubuk, Zoph, Shlens, Le. RandAugment: Practical automated data augmentation with a reduced search space. NeurIPS 2020, arXiv 1909.13719",
+    ),
+    Technique(
+        "Corruptions",
+        "corruptions",
+        "augment",
+        "posneg.augment.corruptions",
+        "Di Salvo, Doerrich, Ledig. MedMNIST-C: Comprehensive benchmark and improved classifier robustness by simulating realistic image corruptions. arXiv 2406.17536, 2024",
+    ),
 )
 
 
