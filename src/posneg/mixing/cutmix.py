@@ -1,0 +1,318 @@
+"""CutMix: paste a box cut from a partner image; labels mixed by the pasted area.
+
+Yun, Han, Oh, Chun, Choe, Yoo. CutMix: Regularization Strategy to Train Strong Classifiers with
+Localizable Features. ICCV 2019, arXiv 1905.04899.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import overload
+
+import torch
+from torch import nn
+
+from posneg import _rng
+from posneg.mixing import _common, _targets
+from posneg.mixing._common import MixedBatch, MixedSegBatch
+
+CITATION = """
+@inproceedings{yun2019cutmix,
+  title     = {CutMix: Regularization Strategy to Train Strong Classifiers with
+               Localizable Features},
+  author    = {Yun, Sangdoo and Han, Dongyoon and Oh, Seong Joon and Chun, Sanghyuk and
+               Choe, Junsuk and Yoo, Youngjoon},
+  booktitle = {IEEE/CVF International Conference on Computer Vision (ICCV)},
+  year      = {2019},
+  eprint    = {1905.04899},
+  archivePrefix = {arXiv}
+}
+"""
+
+
+@dataclass(frozen=True)
+class CutMixParams:
+    """One draw of CutMix's randomness.
+
+    Attributes:
+        index: (B,) int64, the partner each box is cut from.
+        boxes: (B, 4) int64 ``(y0, x0, y1, x1)``, half-open pixel rows ``y0 <= r < y1`` and
+            columns ``x0 <= c < x1``, already clipped to the image.
+        size: (H, W) the boxes were drawn for.
+
+    ``lam`` (property): (B,) float32, ``1 - box_area / (H W)``: the share of each image that
+    stays its own, i.e. the lambda *realised after clipping*. The targets use it.
+    """
+
+    index: torch.Tensor
+    boxes: torch.Tensor
+    size: tuple[int, int]
+
+    @property
+    def lam(self) -> torch.Tensor:
+        return _common.box_lambda(self.boxes, self.size)
+
+
+def sample_cutmix_params(
+    batch: int,
+    size: tuple[int, int],
+    *,
+    alpha: float = 1.0,
+    per_sample: bool = False,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+) -> CutMixParams:
+    """Draw CutMix boxes as in the paper: ``lam ~ Beta(alpha, alpha)``, a box of side ratio
+    ``sqrt(1 - lam)`` centred on a uniform pixel, clipped at the borders.
+
+    For each sample (or once for the batch): ``cut_h = floor(H sqrt(1 - lam))``,
+    ``cut_w = floor(W sqrt(1 - lam))``, centre ``(cy, cx)`` uniform over the pixel grid,
+    ``y0 = clip(cy - cut_h // 2, 0, H)``, ``y1 = clip(cy - cut_h // 2 + cut_h, 0, H)`` (columns
+    alike). The official code and timm use ``cy + cut_h // 2`` as the far edge, which makes the
+    unclipped box one pixel short for odd sides; here the unclipped box has exactly
+    ``cut_h x cut_w`` pixels. Either way the label weight is the realised area (``params.lam``).
+
+    Args:
+        batch: B >= 1 (B = 1: the identity permutation; the image pastes onto itself).
+        size: (H, W) of the images.
+        alpha: Beta concentration, > 0.
+        per_sample: one lambda and box per sample (True) or one for the batch (False: paper).
+        device: where the draws happen and the params live.
+        generator: drawn from (None: torch's global RNG). Order: lambda, cy, cx, permutation.
+
+    Returns:
+        :class:`CutMixParams`.
+
+    Raises:
+        ValueError: batch < 1, alpha <= 0, or a bad size.
+    """
+    fn = "sample_cutmix_params"
+    b = _common.check_batch(fn, "batch", batch)
+    h, w = _common.check_size(fn, size, ndim=(2,))
+    a = _common.check_alpha(fn, alpha)
+    _common.check_generator(fn, generator, device)
+    n = b if per_sample else 1
+    lam = _common.draw_lambda(a, a, n, per_sample=True, device=device, generator=generator)
+    cy = _rng.randint(h, (n,), device=device, generator=generator)
+    cx = _rng.randint(w, (n,), device=device, generator=generator)
+    index = _common.draw_permutation(b, device=device, generator=generator)
+    ratio = torch.sqrt(1.0 - lam.to(torch.float64))
+    cut_h = torch.floor(h * ratio).long()
+    cut_w = torch.floor(w * ratio).long()
+    y0 = cy - cut_h // 2
+    x0 = cx - cut_w // 2
+    boxes = torch.stack(
+        [y0.clamp(0, h), x0.clamp(0, w), (y0 + cut_h).clamp(0, h), (x0 + cut_w).clamp(0, w)],
+        dim=1,
+    )
+    if not per_sample:
+        boxes = boxes.expand(b, 4).clone()
+    return CutMixParams(index=index, boxes=boxes, size=(h, w))
+
+
+@overload
+def apply_cutmix(
+    x: torch.Tensor,
+    targets: torch.Tensor | None,
+    params: CutMixParams,
+    *,
+    masks: None = None,
+    num_classes: int | None = None,
+    label_smoothing: float = 0.0,
+) -> MixedBatch: ...
+
+
+@overload
+def apply_cutmix(
+    x: torch.Tensor,
+    targets: torch.Tensor | None,
+    params: CutMixParams,
+    *,
+    masks: torch.Tensor,
+    num_classes: int | None = None,
+    label_smoothing: float = 0.0,
+) -> MixedSegBatch: ...
+
+
+def apply_cutmix(
+    x: torch.Tensor,
+    targets: torch.Tensor | None,
+    params: CutMixParams,
+    *,
+    masks: torch.Tensor | None = None,
+    num_classes: int | None = None,
+    label_smoothing: float = 0.0,
+) -> MixedBatch | MixedSegBatch:
+    """Paste each sample's box from its partner (deterministic; vectorised over the batch).
+
+    With ``j = params.index[i]`` and ``B_i`` the box of sample ``i``::
+
+        x_mixed[i, :, r, c] = x[j, :, r, c] if (r, c) in B_i else x[i, :, r, c]
+        y_mixed[i] = lam[i] * y[i] + (1 - lam[i]) * y[j],   lam[i] = 1 - |B_i| / (H W)
+
+    Args:
+        x: (B, C, H, W) float or uint8 (exact copies: no rounding for any dtype).
+        targets: class ids (B,) int (needs ``num_classes``), soft or multi-hot (B, K), or None.
+        params: from :func:`sample_cutmix_params` for this (H, W).
+        masks: optional segmentation masks with the same geometry: class maps (B, H, W) int
+            (returned as class maps, the box copied from the partner) or soft maps
+            (B, K, H, W) float (returned soft, same box).
+        num_classes: K for class-id targets.
+        label_smoothing: eps in [0, 1).
+
+    Returns:
+        :class:`MixedBatch` ``(x, targets)``, or :class:`MixedSegBatch` ``(x, targets, masks)``
+        when masks are given. ``targets`` is (B, K) or None.
+
+    Raises:
+        TypeError: x not float/uint8; wrongly typed targets, masks or params.
+        ValueError: x not 4-D; targets or masks not matching; class ids without
+            ``num_classes``; params drawn for another batch or size.
+
+    Example:
+        >>> import torch
+        >>> from posneg.mixing import sample_cutmix_params, apply_cutmix
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x, y = torch.rand(3, 3, 10, 10), torch.tensor([0, 1, 2])
+        >>> p = sample_cutmix_params(3, (10, 10), per_sample=True, generator=g)
+        >>> out = apply_cutmix(x, y, p, num_classes=3)
+        >>> bool(torch.allclose(out.targets.sum(1), torch.ones(3)))
+        True
+    """
+    return _apply_cutmix(
+        x, targets, params, masks=masks, num_classes=num_classes, label_smoothing=label_smoothing
+    )
+
+
+def _apply_cutmix(
+    x: torch.Tensor,
+    targets: torch.Tensor | None,
+    params: CutMixParams,
+    *,
+    masks: torch.Tensor | None,
+    num_classes: int | None,
+    label_smoothing: float,
+) -> MixedBatch | MixedSegBatch:
+    fn = "apply_cutmix"
+    x = _common.check_images(fn, x, ranks=(4,), layout="(B, C, H, W)")
+    if not isinstance(params, CutMixParams):
+        raise TypeError(f"{fn}: params must be CutMixParams; got {type(params).__name__}")
+    _common.check_params_size(fn, params.size, x)
+    index = _common.check_index(fn, params.index, x)
+    _common.check_boxes(fn, params.boxes, x, params.size)
+    k = _targets.check_num_classes(fn, num_classes)
+    eps = _targets.check_label_smoothing(fn, label_smoothing)
+    y = None
+    if targets is not None:
+        y = _targets.soft_targets(fn, targets, x, num_classes=k, label_smoothing=eps)
+    m = None if masks is None else _common.check_masks(fn, masks, x)
+    keep = _common.box_keep(params.boxes, params.size)
+    x_mixed = _common.where_rows(keep, x, index)
+    y_mixed = None if y is None else _targets.mix_targets(y, index, params.lam)
+    if m is None:
+        return MixedBatch(x_mixed, y_mixed)
+    return MixedSegBatch(x_mixed, y_mixed, _common.where_rows(keep, m, index))
+
+
+class CutMix(nn.Module):
+    """CutMix as a module: draws :class:`CutMixParams` and applies :func:`apply_cutmix`.
+
+    Yun et al. CutMix: Regularization Strategy to Train Strong Classifiers with Localizable
+    Features. ICCV 2019, arXiv 1905.04899. ``lam ~ Beta(alpha, alpha)``; a box of side ratio
+    ``sqrt(1 - lam)`` around a uniform centre, clipped, is cut from a partner (a random
+    permutation) and pasted; targets are mixed with the lambda *realised* by the clipped box,
+    ``1 - area / (H W)``. Odd batches need nothing special; with B = 1 the sample is unchanged.
+
+    Args:
+        alpha: Beta concentration, > 0 (the paper uses 1).
+        per_sample: one box per sample (True) or one per batch (False: the paper).
+        num_classes: K when targets are class ids.
+        label_smoothing: eps in [0, 1).
+
+    Shapes:
+        ``forward(x, targets, *, masks=None, generator=None)``: x (B, C, H, W) float or uint8;
+        targets (B,) ids, (B, K) soft, or None; masks (B, H, W) class ids or (B, K, H, W) soft.
+        Returns :class:`MixedBatch` ``(x, targets)`` or :class:`MixedSegBatch`
+        ``(x, targets, masks)`` (masks in their input format).
+
+    Randomness: draws on x's device from ``generator`` (None: global RNG); CPU and CUDA give
+    different streams, the same params give the same result on both.
+
+    Example:
+        >>> import torch
+        >>> from posneg.mixing import CutMix
+        >>> x, y = torch.rand(5, 3, 32, 32), torch.randint(0, 10, (5,))
+        >>> seg = torch.randint(0, 4, (5, 32, 32))
+        >>> out = CutMix(num_classes=10, per_sample=True)(
+        ...     x, y, masks=seg, generator=torch.Generator().manual_seed(0))
+        >>> out.x.shape, out.targets.shape, out.masks.shape
+        (torch.Size([5, 3, 32, 32]), torch.Size([5, 10]), torch.Size([5, 32, 32]))
+    """
+
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        *,
+        per_sample: bool = False,
+        num_classes: int | None = None,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__()
+        fn = "CutMix"
+        self.alpha = _common.check_alpha(fn, alpha)
+        self.per_sample = bool(per_sample)
+        self.num_classes = _targets.check_num_classes(fn, num_classes)
+        self.label_smoothing = _targets.check_label_smoothing(fn, label_smoothing)
+
+    @overload
+    def forward(
+        self,
+        x: torch.Tensor,
+        targets: torch.Tensor | None,
+        *,
+        masks: None = None,
+        generator: torch.Generator | None = None,
+    ) -> MixedBatch: ...
+
+    @overload
+    def forward(
+        self,
+        x: torch.Tensor,
+        targets: torch.Tensor | None,
+        *,
+        masks: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> MixedSegBatch: ...
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        targets: torch.Tensor | None,
+        *,
+        masks: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> MixedBatch | MixedSegBatch:
+        """Draw params on x's device and mix (see the class docstring for shapes)."""
+        x = _common.check_images("CutMix", x, ranks=(4,), layout="(B, C, H, W)")
+        params = sample_cutmix_params(
+            x.shape[0],
+            (x.shape[2], x.shape[3]),
+            alpha=self.alpha,
+            per_sample=self.per_sample,
+            device=x.device,
+            generator=generator,
+        )
+        return _apply_cutmix(
+            x,
+            targets,
+            params,
+            masks=masks,
+            num_classes=self.num_classes,
+            label_smoothing=self.label_smoothing,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"alpha={self.alpha}, per_sample={self.per_sample}, num_classes={self.num_classes}, "
+            f"label_smoothing={self.label_smoothing}"
+        )
