@@ -1,0 +1,93 @@
+"""The `posneg` entry point: --version, list, cite, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import posneg
+from posneg import cli, registry
+
+
+def _main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run ``posneg.cli.main`` in-process; return (exit code, stdout, stderr)."""
+    code = 0
+    try:
+        cli.main(argv)
+    except SystemExit as exc:
+        code = 0 if exc.code is None else int(exc.code)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _main(["--version"], capsys)
+    assert code == 0
+    assert out.strip() == f"posneg {posneg.__version__}"
+
+
+def test_version_from_a_fresh_process() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "posneg.cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == f"posneg {posneg.__version__}"
+
+
+def test_list_shows_registered_techniques(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "1000")  # one table row per line, nothing wrapped
+    code, out, _ = _main(["list"], capsys)
+    assert code == 0
+    available = registry.available()
+    assert available, "no registered technique is importable"
+    rows = out.splitlines()
+    for tech in available:
+        assert any(tech.key in row and tech.name in row for row in rows), tech.name
+
+
+def test_list_unknown_family(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _main(["list", "--family", "nope"], capsys)
+    assert code == 2
+    assert err.strip().splitlines() == [err.strip()]
+    assert "--family" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("name", ["dcl", "DCLLoss", "nt_xent"])
+def test_cite_prints_bibtex(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    if not any(name.lower() in (t.key, t.name.lower()) for t in registry.available()):
+        pytest.skip(f"{name} is not built in this checkout")
+    code, out, _ = _main(["cite", name], capsys)
+    assert code == 0
+    text = out.strip()
+    assert text.startswith("@")
+    assert text.count("{") == text.count("}")
+    assert "title" in text.lower()
+
+
+def test_cite_dcl_names_the_paper(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _main(["cite", "dcl"], capsys)
+    assert code == 0
+    assert "Decoupled" in out
+
+
+def test_cite_unknown_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _main(["cite", "nope"], capsys)
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("posneg: error: ") and "'nope'" in lines[0]
+    assert "Traceback" not in err
+
+
+def test_every_bench_is_a_command(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _main(["bench", "--help"], capsys)
+    assert code == 0
+    assert "contrastive" in out
