@@ -1,0 +1,257 @@
+"""`posneg bench imbalance`: reports, determinism, the data splits, one-line errors; tiny runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import average_precision_score, balanced_accuracy_score, f1_score
+
+from posneg import cli
+from posneg.bench import imbalance
+from posneg.bench._common import UsageError
+from posneg.bench.imbalance import BenchConfig, evaluate, random_oversample, run
+from posneg.data.tabular import (
+    load_breast_cancer_imbalanced,
+    load_digits_one_vs_rest,
+    load_npz_imbalanced,
+    subsample_class,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+#: Techniques available in every checkout (no oversampler module needed).
+CORE = ("none", "random", "dice", "focal")
+
+
+def _write_npz(path: Path) -> Path:
+    """Two Gaussian blobs, 8 features: 120 negatives, 24 positives (label 3)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(120, 8, generator=g), torch.randn(24, 8, generator=g) + 2.0])
+    y = np.array([0] * 120 + [3] * 24)
+    np.savez(path, X=x.numpy(), y=y)
+    return path
+
+
+@pytest.fixture(scope="module")
+def npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _write_npz(tmp_path_factory.mktemp("data") / "blobs.npz")
+
+
+def _cfg(out: Path, **kw: object) -> BenchConfig:
+    base: dict[str, object] = {
+        "techniques": CORE,
+        "datasets": ("breast_cancer",),
+        "seeds": 1,
+        "epochs": 2,
+        "device": "cpu",
+        "out": str(out),
+        "quiet": True,
+    }
+    base.update(kw)
+    return BenchConfig(**base)  # type: ignore[arg-type]
+
+
+def _main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    captured = capsys.readouterr()
+    code = exc.value.code
+    return (0 if code is None else int(code)), captured.out, captured.err
+
+
+def _assert_one_line_error(code: int, err: str, *fragments: str) -> None:
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("posneg: error: ")
+    assert "Traceback" not in err
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+# --------------------------------------------------------------------------------------------
+# reports
+# --------------------------------------------------------------------------------------------
+
+
+def test_run_writes_reports_that_parse(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run(_cfg(out, seeds=2))
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["config"]["techniques"] == list(CORE)
+    assert len(payload["results"]["runs"]) == 2 * len(CORE)
+    assert len(payload["results"]["aggregate"]) == len(CORE)
+    for r in payload["results"]["runs"]:
+        for key in ("f1", "balanced_accuracy", "average_precision"):
+            assert 0.0 <= r[key] <= 1.0
+        assert r["steps"] == 2 * int(np.ceil(sum(r["train_counts"]) / 64))
+    # the comparisons the docs report
+    assert "dice - none" in result["comparisons"] and "focal - none" in result["comparisons"]
+    md = (out / "results.md").read_text()
+    assert "| breast_cancer | dice |" in md and "Paired difference `dice - none`" in md
+    assert (out / "metrics.png").read_bytes()[:8] == PNG_MAGIC
+    assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporary file
+
+
+def test_same_seed_same_metrics(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path / "a", techniques=("none", "random", "dice"))
+    first, second = run(cfg)["runs"], run(cfg)["runs"]
+    keys = ("f1", "balanced_accuracy", "average_precision", "final_loss")
+    assert [[r[k] for k in keys] for r in first] == [[r[k] for k in keys] for r in second]
+
+
+def test_random_oversampling_trains_on_balanced_counts(tmp_path: Path) -> None:
+    runs = run(_cfg(tmp_path / "o", techniques=("none", "random")))["runs"]
+    none, rnd = runs
+    assert none["trained_on_counts"] == none["train_counts"]
+    assert rnd["trained_on_counts"][0] == rnd["trained_on_counts"][1] == none["train_counts"][0]
+
+
+def test_user_npz_through_the_cli(
+    npz: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "cli"
+    argv = ["bench", "imbalance", "--data", str(npz), "-t", "none", "-t", "focal:gamma=1"]
+    argv += ["--seeds", "1", "--epochs", "1", "--out", str(out), "--quiet"]
+    code, stdout, _ = _main(argv, capsys)
+    assert code == 0
+    assert stdout.strip() == str(out / "results.md")
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["config"]["datasets"] == [str(npz)]
+    assert payload["config"]["splits"][str(npz)]["positive"] == "class 3"
+    assert [r["technique"] for r in payload["results"]["runs"]] == ["none", "focal:gamma=1"]
+
+
+def test_demo_preset_returns_a_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        imbalance,
+        "DEMO_CONFIG",
+        BenchConfig(datasets=("breast_cancer",), seeds=1, epochs=1, quiet=True),
+    )
+    summary = imbalance.demo(tmp_path / "demo")
+    assert summary.family == "imbalance"
+    assert summary.report == tmp_path / "demo" / "results.md" and summary.report.exists()
+    names = [row[0] for row in summary.rows]
+    for key in CORE:
+        assert f"{key} (breast_cancer)" in names
+
+
+# --------------------------------------------------------------------------------------------
+# pieces: metrics, random oversampling, data splits
+# --------------------------------------------------------------------------------------------
+
+
+def test_evaluate_matches_sklearn() -> None:
+    g = torch.Generator().manual_seed(1)
+    y = (torch.rand(80, generator=g) < 0.3).long().numpy()
+    logits = (torch.randn(80, generator=g, dtype=torch.float64) + 1.5 * torch.as_tensor(y)).numpy()
+    got = evaluate(logits, y)
+    pred = (logits > 0).astype(int)
+    assert got["f1"] == pytest.approx(f1_score(y, pred))
+    assert got["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, pred))
+    assert got["average_precision"] == pytest.approx(average_precision_score(y, logits))
+
+
+def test_random_oversample_duplicates_minority_rows_only() -> None:
+    x = np.arange(20, dtype=np.float32).reshape(10, 2)
+    y = np.array([0] * 7 + [1] * 3)
+    xr, yr = random_oversample(x, y, generator=torch.Generator().manual_seed(0))
+    assert np.bincount(yr).tolist() == [7, 7]
+    np.testing.assert_array_equal(xr[:10], x)  # originals first, untouched
+    minority_rows = {tuple(r) for r in x[y == 1]}
+    assert all(tuple(r) in minority_rows for r in xr[10:])
+
+
+def test_breast_cancer_split_is_untouched_on_test_and_rare_on_train() -> None:
+    a = load_breast_cancer_imbalanced(seed=3)
+    counts = a.counts()
+    assert sum(counts["train"]) + sum(counts["test"]) < 569  # malignant subsampled in training
+    assert counts["test"][1] / sum(counts["test"]) == pytest.approx(212 / 569, abs=0.01)
+    assert counts["train"][1] / sum(counts["train"]) == pytest.approx(0.05, abs=0.005)
+    b = load_breast_cancer_imbalanced(seed=3)
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    np.testing.assert_array_equal(a.y_test, b.y_test)
+    assert not np.array_equal(a.y_test, load_breast_cancer_imbalanced(seed=4).y_test)
+    assert abs(float(a.x_train.mean())) < 1e-5  # standardised on train statistics
+
+
+def test_digits_one_vs_rest_and_subsample() -> None:
+    d = load_digits_one_vs_rest(digit=3, minority_fraction=0.1, seed=0)
+    assert d.positive == "digit 3" and d.n_features == 64
+    counts = d.counts()
+    assert counts["train"][1] / sum(counts["train"]) == pytest.approx(0.1, abs=0.005)
+    y = np.array([0] * 50 + [1] * 50)
+    keep = subsample_class(y, 1, 0.2, seed=0)
+    assert np.bincount(y[keep]).tolist() == [50, 12]  # round(0.2 / 0.8 * 50) = 12
+    assert np.bincount(y[subsample_class(y, 1, 0.01, seed=0)]).tolist() == [50, 6]  # floor
+
+
+def test_npz_rarest_class_is_positive(npz: Path) -> None:
+    s = load_npz_imbalanced(npz, seed=0)
+    assert s.positive == "class 3"
+    assert sum(s.counts()["train"]) + sum(s.counts()["test"]) == 144
+
+
+# --------------------------------------------------------------------------------------------
+# errors: one line, exit 2
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["-t", "dice:alpha=-1"], ("--technique 'dice:alpha=-1'", "DiceLoss: alpha must be >= 0")),
+        (
+            ["-t", "focal:gamma=x"],
+            ("--technique 'focal:gamma=x'", "FocalLoss: gamma must be a real"),
+        ),
+        (["-t", "focal:nope=1"], ("--technique 'focal:nope=1'", "nope")),
+        (["-t", "nope"], ("unknown technique 'nope'",)),
+        (["-t", "dice:alpha"], ("bad argument 'alpha'",)),
+        (["-t", "none:x=1"], ("none takes no arguments",)),
+        (["-t", "none", "-t", "none"], ("'none' given twice",)),
+        (["--dataset", "iris"], ("--dataset: unknown data set 'iris'",)),
+        (["--data", "/no/such/file.npz"], ("--data: no such file",)),
+        (["--seeds", "0"], ("--seeds: must be >= 1",)),
+        (["--minority-fraction", "0.7"], ("--minority-fraction: must be in (0, 0.5)",)),
+        (["--device", "cuda:7"] if not torch.cuda.is_available() else ["--epochs", "0"], ("--",)),
+    ],
+)
+def test_user_errors_are_one_line(
+    args: list[str], fragments: tuple[str, ...], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _main(["bench", "imbalance", *args, "--out", str(tmp_path / "x"), "-q"], capsys)
+    _assert_one_line_error(code, err, *fragments)
+    assert not (tmp_path / "x" / "results.json").exists()
+
+
+def test_bad_npz_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, X=np.zeros((20, 3)))  # no y
+    code, _, err = _main(
+        [
+            "bench",
+            "imbalance",
+            "--data",
+            str(bad),
+            "-t",
+            "none",
+            "-q",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capsys,
+    )
+    _assert_one_line_error(code, err, "--data", "'y'")
+
+
+def test_validation_raises_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="--technique: give at least one technique"):
+        run(_cfg(tmp_path, techniques=()))
+    with pytest.raises(UsageError, match="--dataset: give at least one data set"):
+        run(_cfg(tmp_path, datasets=()))
