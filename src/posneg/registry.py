@@ -239,6 +239,20 @@ TECHNIQUES: tuple[Technique, ...] = (
         "posneg.augment.corruptions",
         "Di Salvo, Doerrich, Ledig. MedMNIST-C: Comprehensive benchmark and improved classifier robustness by simulating realistic image corruptions. arXiv 2406.17536, 2024",
     ),
+    Technique(
+        "RandomField",
+        "random_field",
+        "augment",
+        "posneg.augment.random_field",
+        "Mansfield, Afkanpour, Morningstar, Singhal. Random Field Augmentations for Self-Supervised Representation Learning. NeurIPS 2023 Workshop (PMLR 228), arXiv 2311.03629",
+    ),
+    Technique(
+        "Resample",
+        "resample",
+        "augment",
+        "posneg.augment.resample",
+        "Cao, Li, Cao, Tsang, Liu, Guo. IRAD: Implicit Representation-driven Image Resampling against Adversarial Attacks. ICLR 2024, arXiv 2310.11890 (basic resampling)",
+    ),
 )
 
 
