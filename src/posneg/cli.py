@@ -34,7 +34,7 @@ bench_app = typer.Typer(
 app.add_typer(bench_app, name="bench")
 
 #: The benches, in demo order. Each module defines ``cli`` (a typer command) and ``demo``.
-BENCHES: tuple[str, ...] = ("contrastive", "imbalance")
+BENCHES: tuple[str, ...] = ("contrastive", "mixing", "imbalance")
 
 
 def _version_callback(value: bool) -> None:
