@@ -33,8 +33,9 @@ install-dev: $(VENV)/.installed-dev
 demo: $(VENV)/.installed
 	$(VENV)/bin/posneg demo --out runs/demo
 
+# One BLAS/OpenMP thread per xdist worker: two workers on two cores, no oversubscription.
 test: $(VENV)/.installed-dev
-	$(PY) -m pytest -n 2 -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 -q
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check src tests benchmarks

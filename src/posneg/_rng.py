@@ -42,9 +42,7 @@ def randperm(
     return torch.randperm(n, device=device, generator=generator)
 
 
-def gamma(
-    concentration: torch.Tensor, *, generator: torch.Generator | None = None
-) -> torch.Tensor:
+def gamma(concentration: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
     """Gamma(concentration, 1) draws, one per element, by Marsaglia and Tsang (2000).
 
     Rejection sampling vectorised over a flat view of the elements: each round redraws only the
