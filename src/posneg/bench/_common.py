@@ -97,6 +97,24 @@ def parse_spec(text: str, known: Iterable[str]) -> Spec:
     return Spec(name, kwargs)
 
 
+def parse_specs(texts: Sequence[str], known: Iterable[str], *, flag: str, what: str) -> list[Spec]:
+    """Parse a repeatable spec flag: at least one spec, each valid, no spec given twice.
+
+    Raises:
+        UsageError: naming ``flag`` (``--objective``) for an empty list or a repeated spec, or
+            from :func:`parse_spec` for a bad one.
+    """
+    if not texts:
+        raise UsageError(f"{flag}: give at least one {what}")
+    known = list(known)
+    specs = [parse_spec(text, known) for text in texts]
+    labels = [s.label() for s in specs]
+    for lab in labels:
+        if labels.count(lab) > 1:
+            raise UsageError(f"{flag}: {lab!r} given twice")
+    return specs
+
+
 # ---------------------------------------------------------------------------------------------
 # files
 # ---------------------------------------------------------------------------------------------

@@ -66,7 +66,7 @@ from posneg.bench._common import (
     console,
     fmt,
     mean_std,
-    parse_spec,
+    parse_specs,
     progress_bar,
     resolve_device,
     rich_table,
@@ -453,13 +453,7 @@ class BenchConfig:
 
 
 def _validate(cfg: BenchConfig) -> list[Spec]:
-    if not cfg.objectives:
-        raise UsageError("--objective: give at least one objective")
-    specs = [parse_spec(text, OBJECTIVES) for text in cfg.objectives]
-    labels = [s.label() for s in specs]
-    for lab in labels:
-        if labels.count(lab) > 1:
-            raise UsageError(f"--objective: {lab!r} given twice")
+    specs = parse_specs(cfg.objectives, OBJECTIVES, flag="--objective", what="objective")
     if not cfg.batch_sizes:
         raise UsageError("--batch-size: give at least one batch size")
     for b in cfg.batch_sizes:

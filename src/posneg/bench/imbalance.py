@@ -59,7 +59,7 @@ from posneg.bench._common import (
     console,
     fmt,
     mean_std,
-    parse_spec,
+    parse_specs,
     progress_bar,
     resolve_device,
     rich_table,
@@ -317,13 +317,7 @@ class BenchConfig:
 
 
 def _validate(cfg: BenchConfig) -> list[Spec]:
-    if not cfg.techniques:
-        raise UsageError("--technique: give at least one technique")
-    specs = [parse_spec(text, TECHNIQUES) for text in cfg.techniques]
-    labels = [s.label() for s in specs]
-    for lab in labels:
-        if labels.count(lab) > 1:
-            raise UsageError(f"--technique: {lab!r} given twice")
+    specs = parse_specs(cfg.techniques, TECHNIQUES, flag="--technique", what="technique")
     for name in cfg.datasets:
         if name not in DATASETS:
             raise UsageError(

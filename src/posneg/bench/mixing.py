@@ -66,7 +66,7 @@ from posneg.bench._common import (
     console,
     fmt,
     mean_std,
-    parse_spec,
+    parse_specs,
     progress_bar,
     resolve_device,
     rich_table,
@@ -508,13 +508,7 @@ class BenchConfig:
 
 
 def _validate(cfg: BenchConfig) -> list[Spec]:
-    if not cfg.techniques:
-        raise UsageError("--technique: give at least one technique")
-    specs = [parse_spec(text, TECHNIQUES) for text in cfg.techniques]
-    labels = [s.label() for s in specs]
-    for lab in labels:
-        if labels.count(lab) > 1:
-            raise UsageError(f"--technique: {lab!r} given twice")
+    specs = parse_specs(cfg.techniques, TECHNIQUES, flag="--technique", what="technique")
     if cfg.epochs < 1:
         raise UsageError(f"--epochs: must be >= 1; got {cfg.epochs}")
     if cfg.batch_size < 2:
