@@ -16,7 +16,7 @@ torchvision's RandAugment calls on PIL images:
 - geometric ops map output pixel centres ``(x + 0.5, y + 0.5)`` through an inverse affine matrix
   in pixel coordinates (as ``PIL.Image.transform(size, AFFINE, data)``) and take the nearest
   input pixel ``floor(.)``; pixels mapped outside the image get ``fill``. They run as one
-  batched ``affine_grid`` + ``grid_sample`` (nearest by default, bilinear on request);
+  batched ``grid_sample`` on an affine grid (nearest by default, bilinear on request);
 - colour ops use Pillow's luma ``L = (19595 R + 38470 G + 7471 B + 2^15) >> 16`` on uint8
   (``0.299 R + 0.587 G + 0.114 B`` on floats) and Pillow's blend
   ``degenerate + factor * (image - degenerate)``.
@@ -98,6 +98,14 @@ def _back(y: torch.Tensor, like: torch.Tensor, *, rounding: str = "trunc") -> to
     return y.to(like.dtype)
 
 
+def _back_(y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """:func:`_back` (trunc) in place on the temporary ``y``."""
+    y.clamp_(0.0, _bound(like))
+    if like.dtype == torch.uint8:
+        y.floor_()
+    return y.to(like.dtype)
+
+
 def per_sample(
     fn: str,
     name: str,
@@ -170,7 +178,10 @@ def _blend(
 ) -> torch.Tensor:
     """Pillow's ``Image.blend(degenerate, image, factor)``, per-sample factor."""
     f = factor.view(-1, 1, 1, 1)
-    return _back(degenerate + f * (xw - degenerate), like)
+    # degenerate + f * (xw - degenerate), evaluated in place on one temporary (same rounding).
+    out = torch.sub(xw, degenerate)
+    out.mul_(f).add_(degenerate)
+    return _back_(out, like)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -352,15 +363,17 @@ def sharpness(x: torch.Tensor, factor: float | torch.Tensor) -> torch.Tensor:
     check_images(fn, x)
     f = per_sample(fn, "factor", factor, x, low=0.0)
     xw = _to_work(x)
-    _, c, h, w = x.shape
+    h, w = x.shape[2], x.shape[3]
     if h < 3 or w < 3:
         return x
-    kernel = torch.ones(3, 3, dtype=xw.dtype, device=x.device)
-    kernel[1, 1] = 5.0
-    kernel = (kernel / 13.0).expand(c, 1, 3, 3)
-    smooth = F.conv2d(xw, kernel, groups=c)
+    # 3x3 box sum from shifted slices (exact integers on uint8), plus 4x the centre, / 13.
+    rows = xw[..., :-2] + xw[..., 1:-1]
+    rows += xw[..., 2:]
+    smooth = rows[:, :, :-2] + rows[:, :, 1:-1]
+    smooth += rows[:, :, 2:]
+    smooth.add_(xw[:, :, 1:-1, 1:-1], alpha=4.0).div_(13.0)
     if x.dtype == torch.uint8:
-        smooth = torch.round(smooth)
+        smooth.round_()
     degenerate = xw.clone()
     degenerate[:, :, 1:-1, 1:-1] = smooth
     return _blend(degenerate, xw, f, x)
@@ -415,23 +428,40 @@ def affine(
     t = a.sum(dim=2) + 2.0 * m[:, :, 2] / size.view(1, 2) - 1.0
     if interpolation == "nearest":
         t = t + 2.0 * _TIE_EPS / size.view(1, 2)
-    theta = torch.cat([a, t.unsqueeze(2)], dim=2)
     # the grid is built in float64 so that source coordinates near pixel boundaries round as
-    # in Pillow (which works in double), then cast to the sampling dtype.
-    grid = F.affine_grid(theta, [b, c + 1, h, w], align_corners=False).to(xw.dtype)
-    ones = torch.ones(b, 1, h, w, dtype=xw.dtype, device=x.device)
+    # in Pillow (which works in double), then cast to the sampling dtype. It is affine_grid's
+    # grid (align_corners=False base coordinates), built by broadcasting instead of a bmm.
+    xs = _base_coords(w, x.device)
+    ys = _base_coords(h, x.device)
+    grid = torch.empty(b, h, w, 2, dtype=xw.dtype, device=x.device)
+    for k in range(2):
+        row = a[:, k, 0].view(b, 1, 1) * xs.view(1, 1, w)
+        row = row + (a[:, k, 1].view(b, 1, 1) * ys.view(1, h, 1) + t[:, k].view(b, 1, 1))
+        grid[..., k] = row
+    zero_fill = not bool(fill_t.any())
+    src = xw if zero_fill else torch.cat([xw, torch.ones_like(xw[:, :1])], dim=1)
     sampled = F.grid_sample(
-        torch.cat([xw, ones], dim=1),
+        src,
         grid,
         mode=interpolation,
         padding_mode="zeros",
         align_corners=False,
     )
-    img, inside = sampled[:, :c], sampled[:, c:]
-    out = img + (1.0 - inside) * fill_t
+    if zero_fill:  # out-of-image pixels are already 0 (grid_sample's zero padding)
+        out = sampled
+    else:
+        img, inside = sampled[:, :c], sampled[:, c:]
+        out = img + (1.0 - inside) * fill_t
     if x.dtype == torch.uint8:
         return _back(out, x, rounding="round")
     return out.to(x.dtype)
+
+
+def _base_coords(n: int, device: torch.device) -> torch.Tensor:
+    """affine_grid's normalised pixel centres (align_corners=False), float64."""
+    if n <= 1:
+        return torch.zeros(n, dtype=torch.float64, device=device)
+    return torch.linspace(-1.0, 1.0, n, dtype=torch.float64, device=device) * ((n - 1) / n)
 
 
 def _matrix(

@@ -208,31 +208,37 @@ def _geometric_matrices(
 
 def _apply_round(
     x: torch.Tensor,
+    out: torch.Tensor,
     ops: torch.Tensor,
     values: torch.Tensor,
     *,
     fill: Fill,
     interpolation: str,
-) -> torch.Tensor:
-    """One round: each sample gets its own op; samples are grouped per op (no loop over B)."""
-    out = x
+) -> None:
+    """One round from ``x`` into ``out`` (``out`` may be ``x``: the op groups are disjoint, so
+    each group reads its own samples' round input before writing them): each sample gets its
+    own op; samples are grouped per op (no loop over B)."""
     geo = torch.zeros_like(ops, dtype=torch.bool)
     for name in _GEOMETRIC:
         geo |= ops == OPS.index(name)
     idx = geo.nonzero().squeeze(1)
     if idx.numel() > 0:
         m = _geometric_matrices(ops[idx], values[idx], x.shape[2], x.shape[3])
-        sub = AF.affine(x.index_select(0, idx), m, fill=fill, interpolation=interpolation)
-        out = out.index_copy(0, idx, sub)
+        sub = AF.affine(x[idx], m, fill=fill, interpolation=interpolation)
+        out.index_copy_(0, idx, sub)
     bound = 255.0 if x.dtype == torch.uint8 else 1.0
     for name in OPS:
-        if name in _GEOMETRIC or name == "identity":
+        if name in _GEOMETRIC:
             continue
         idx = (ops == OPS.index(name)).nonzero().squeeze(1)
         if idx.numel() == 0:
             continue
-        sub = x.index_select(0, idx)
-        v = values.index_select(0, idx)
+        if name == "identity":
+            if out is not x:
+                out.index_copy_(0, idx, x[idx])
+            continue
+        sub = x[idx]
+        v = values[idx]
         if name == "auto_contrast":
             res = AF.auto_contrast(sub)
         elif name == "equalize":
@@ -249,8 +255,7 @@ def _apply_round(
             res = AF.contrast(sub, v)
         else:
             res = AF.sharpness(sub, v)
-        out = out.index_copy(0, idx, res)
-    return out
+        out.index_copy_(0, idx, res)
 
 
 def apply_randaugment(
@@ -263,8 +268,9 @@ def apply_randaugment(
     """Apply drawn RandAugment params: round ``n`` gives sample ``i`` op ``params.ops[n, i]``.
 
     Deterministic: the same params give the same output. Samples are grouped by op with
-    ``index_select``/``index_copy`` (a loop over the 14 ops, none over the batch); the five
-    geometric ops of a round share one batched ``grid_sample``.
+    indexing and ``index_copy_`` into one output tensor (a loop over the 14 ops, none over the
+    batch; no whole-batch copy per op); the five geometric ops of a round share one batched
+    ``grid_sample``.
 
     Args:
         x: (B, C, H, W) uint8 (0..255) or float (0..1) images, C in {1, 3}.
@@ -297,11 +303,16 @@ def apply_randaugment(
             f"{fn}: params are on {params.ops.device} but x is on {x.device}; "
             "move them to one device"
         )
-    out = x
+    if params.ops.shape[0] == 0:
+        return x.clone()
+    # round 1 writes every sample of a fresh tensor; later rounds update it in place
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    src = x
     for n in range(params.ops.shape[0]):
-        out = _apply_round(
-            out, params.ops[n], params.values[n], fill=fill, interpolation=interpolation
+        _apply_round(
+            src, out, params.ops[n], params.values[n], fill=fill, interpolation=interpolation
         )
+        src = out
     return out
 
 
