@@ -8,22 +8,12 @@ import sys
 import pytest
 
 import posneg
-from posneg import cli, registry
-
-
-def _main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run ``posneg.cli.main`` in-process; return (exit code, stdout, stderr)."""
-    code = 0
-    try:
-        cli.main(argv)
-    except SystemExit as exc:
-        code = 0 if exc.code is None else int(exc.code)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from cli_helpers import run_main
+from posneg import registry
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _main(["--version"], capsys)
+    code, out, _ = run_main(["--version"], capsys)
     assert code == 0
     assert out.strip() == f"posneg {posneg.__version__}"
 
@@ -43,7 +33,7 @@ def test_list_shows_registered_techniques(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("COLUMNS", "1000")  # one table row per line, nothing wrapped
-    code, out, _ = _main(["list"], capsys)
+    code, out, _ = run_main(["list"], capsys)
     assert code == 0
     available = registry.available()
     assert available, "no registered technique is importable"
@@ -53,7 +43,7 @@ def test_list_shows_registered_techniques(
 
 
 def test_list_unknown_family(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = _main(["list", "--family", "nope"], capsys)
+    code, _, err = run_main(["list", "--family", "nope"], capsys)
     assert code == 2
     assert err.strip().splitlines() == [err.strip()]
     assert "--family" in err and "Traceback" not in err
@@ -63,7 +53,7 @@ def test_list_unknown_family(capsys: pytest.CaptureFixture[str]) -> None:
 def test_cite_prints_bibtex(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     if not any(name.lower() in (t.key, t.name.lower()) for t in registry.available()):
         pytest.skip(f"{name} is not built in this checkout")
-    code, out, _ = _main(["cite", name], capsys)
+    code, out, _ = run_main(["cite", name], capsys)
     assert code == 0
     text = out.strip()
     assert text.startswith("@")
@@ -72,13 +62,13 @@ def test_cite_prints_bibtex(name: str, capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_cite_dcl_names_the_paper(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _main(["cite", "dcl"], capsys)
+    code, out, _ = run_main(["cite", "dcl"], capsys)
     assert code == 0
     assert "Decoupled" in out
 
 
 def test_cite_unknown_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = _main(["cite", "nope"], capsys)
+    code, out, err = run_main(["cite", "nope"], capsys)
     assert code == 2
     assert out == ""
     lines = err.strip().splitlines()
@@ -88,6 +78,6 @@ def test_cite_unknown_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_every_bench_is_a_command(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _main(["bench", "--help"], capsys)
+    code, out, _ = run_main(["bench", "--help"], capsys)
     assert code == 0
     assert "contrastive" in out

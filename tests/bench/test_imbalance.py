@@ -10,7 +10,7 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score, balanced_accuracy_score, f1_score
 
-from posneg import cli
+from cli_helpers import assert_one_line_error, run_main
 from posneg.bench import imbalance
 from posneg.bench._common import UsageError
 from posneg.bench.imbalance import BenchConfig, evaluate, random_oversample, run
@@ -52,24 +52,6 @@ def _cfg(out: Path, **kw: object) -> BenchConfig:
     }
     base.update(kw)
     return BenchConfig(**base)  # type: ignore[arg-type]
-
-
-def _main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        cli.main(argv)
-    captured = capsys.readouterr()
-    code = exc.value.code
-    return (0 if code is None else int(code)), captured.out, captured.err
-
-
-def _assert_one_line_error(code: int, err: str, *fragments: str) -> None:
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("posneg: error: ")
-    assert "Traceback" not in err
-    for f in fragments:
-        assert f in lines[0], lines[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -116,7 +98,7 @@ def test_user_npz_through_the_cli(
     out = tmp_path / "cli"
     argv = ["bench", "imbalance", "--data", str(npz), "-t", "none", "-t", "focal:gamma=1"]
     argv += ["--seeds", "1", "--epochs", "1", "--out", str(out), "--quiet"]
-    code, stdout, _ = _main(argv, capsys)
+    code, stdout, _ = run_main(argv, capsys)
     assert code == 0
     assert stdout.strip() == str(out / "results.md")
     payload = json.loads((out / "results.json").read_text())
@@ -223,15 +205,17 @@ def test_npz_rarest_class_is_positive(npz: Path) -> None:
 def test_user_errors_are_one_line(
     args: list[str], fragments: tuple[str, ...], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = _main(["bench", "imbalance", *args, "--out", str(tmp_path / "x"), "-q"], capsys)
-    _assert_one_line_error(code, err, *fragments)
+    code, _, err = run_main(
+        ["bench", "imbalance", *args, "--out", str(tmp_path / "x"), "-q"], capsys
+    )
+    assert_one_line_error(code, err, *fragments)
     assert not (tmp_path / "x" / "results.json").exists()
 
 
 def test_bad_npz_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.npz"
     np.savez(bad, X=np.zeros((20, 3)))  # no y
-    code, _, err = _main(
+    code, _, err = run_main(
         [
             "bench",
             "imbalance",
@@ -247,7 +231,7 @@ def test_bad_npz_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         ],
         capsys,
     )
-    _assert_one_line_error(code, err, "--data", "'y'")
+    assert_one_line_error(code, err, "--data", "'y'")
 
 
 def test_validation_raises_usage_error(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from cli_helpers import assert_one_line_error, run_main
 from posneg import cli
 from posneg.bench import mixing
 from posneg.bench._common import UsageError
@@ -62,24 +63,6 @@ def _cfg(npz: Path, out: Path, **kw: object) -> BenchConfig:
     return BenchConfig(**base)  # type: ignore[arg-type]
 
 
-def _main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        cli.main(argv)
-    captured = capsys.readouterr()
-    code = exc.value.code
-    return (0 if code is None else int(code)), captured.out, captured.err
-
-
-def _assert_one_line_error(code: int, err: str, *fragments: str) -> None:
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("posneg: error: ")
-    assert "Traceback" not in err
-    for f in fragments:
-        assert f in lines[0]
-
-
 # --------------------------------------------------------------------------------------------
 # reports
 # --------------------------------------------------------------------------------------------
@@ -128,7 +111,7 @@ def test_cli_quiet_prints_the_report_path(
     npz: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = _bench(npz, tmp_path / "out", "-t", "none", "--corruption", "pixelate")
-    code, out, _ = _main(argv, capsys)
+    code, out, _ = run_main(argv, capsys)
     assert code == 0
     assert out.strip() == str(tmp_path / "out" / "results.md")
 
@@ -307,14 +290,14 @@ def test_bad_values_are_one_line(
     extra: list[str],
     fragments: list[str],
 ) -> None:
-    code, _, err = _main(_bench(npz, tmp_path / "out", *extra), capsys)
-    _assert_one_line_error(code, err, *fragments)
+    code, _, err = run_main(_bench(npz, tmp_path / "out", *extra), capsys)
+    assert_one_line_error(code, err, *fragments)
     assert not (tmp_path / "out" / "results.json").exists()
 
 
 def test_missing_data_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = _main(_bench(tmp_path / "missing.npz", tmp_path / "out"), capsys)
-    _assert_one_line_error(code, err, "--data", "missing.npz")
+    code, _, err = run_main(_bench(tmp_path / "missing.npz", tmp_path / "out"), capsys)
+    assert_one_line_error(code, err, "--data", "missing.npz")
 
 
 @pytest.mark.parametrize(
@@ -333,14 +316,14 @@ def test_bad_data_file(
 ) -> None:
     bad = tmp_path / "bad.npz"
     np.savez(bad, **arrays)  # type: ignore[arg-type]
-    code, _, err = _main(_bench(bad, tmp_path / "out"), capsys)
-    _assert_one_line_error(code, err, "--data", fragment)
+    code, _, err = run_main(_bench(bad, tmp_path / "out"), capsys)
+    assert_one_line_error(code, err, "--data", fragment)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present")
 def test_cuda_without_cuda(npz: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = _main(_bench(npz, tmp_path / "out", "--device", "cuda"), capsys)
-    _assert_one_line_error(code, err, "--device")
+    code, _, err = run_main(_bench(npz, tmp_path / "out", "--device", "cuda"), capsys)
+    assert_one_line_error(code, err, "--device")
 
 
 def test_usage_error_from_python(npz: Path, tmp_path: Path) -> None:
@@ -354,5 +337,5 @@ def test_bad_spec_in_a_fresh_process(npz: Path, tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "posneg.cli", *argv], capture_output=True, text=True, timeout=120
     )
-    _assert_one_line_error(proc.returncode, proc.stderr, "alpha")
+    assert_one_line_error(proc.returncode, proc.stderr, "alpha")
     assert proc.stdout == ""
