@@ -299,6 +299,45 @@ def _mix_features(dtype: torch.dtype, device: torch.device, g: torch.Generator) 
     return (_randn(g, B, D, dtype=dtype, device=device), torch.tensor([0, 0, 1, 2], device=device))
 
 
+# --- mining: retrieval training strategies (issue 4) ------------------------------------------
+
+
+def _star_inputs(dtype: torch.dtype, device: torch.device, g: torch.Generator) -> Inputs:
+    """Queries, their positives (B, D), three hard negatives (3, D) and both relevance masks."""
+    relevant = torch.zeros(B, B, dtype=torch.bool, device=device)
+    relevant[0, 1] = True  # query 0 shares a relevant document with query 1
+    hard_relevant = torch.zeros(B, 3, dtype=torch.bool, device=device)
+    hard_relevant[2, 0] = True
+    return (
+        _randn(g, B, D, dtype=dtype, device=device),
+        _randn(g, B, D, dtype=dtype, device=device),
+        _randn(g, 3, D, dtype=dtype, device=device),
+        relevant,
+        hard_relevant,
+    )
+
+
+def _adore_inputs(dtype: torch.dtype, device: torch.device, g: torch.Generator) -> Inputs:
+    """Candidate scores (B, 5), relevance (B, 5) and 1-based ranks with one padded entry."""
+    relevant = torch.zeros(B, 5, dtype=torch.bool, device=device)
+    relevant[torch.arange(B), torch.tensor([0, 2, 4, 1])] = True
+    ranks = torch.arange(1, 6, device=device).repeat(B, 1)
+    ranks[1, 4] = -1  # padding (a list shorter than the others)
+    return (_randn(g, B, 5, dtype=dtype, device=device), relevant, ranks)
+
+
+def _ngame_sampler_make(dtype: torch.dtype, device: torch.device) -> Any:
+    """16 items clustered into 8 balanced clusters of 2 from fixed embeddings (own generators)."""
+    sampler = _cls("NGAMESampler")(16, 4, max_iter=5)
+    emb = torch.randn(16, D, generator=torch.Generator().manual_seed(5))
+    sampler.refresh(emb, 2, generator=torch.Generator().manual_seed(6))
+    return sampler
+
+
+_INDEX_BATCHES = "yields integer index batches: nothing to differentiate"
+_INDEX_DTYPE = "yields integer index batches: no floating input or output"
+
+
 CONTRACTS: dict[str, Contract] = {
     # --- contrastive objectives -----------------------------------------------------------
     "InfoNCELoss": Contract(
@@ -588,6 +627,42 @@ CONTRACTS: dict[str, Contract] = {
         draws=True,
         grad_args=(0,),
         half_dtype=None,  # augmentation keeps the input's dtype (AMP dtype kept)
+    ),
+    # --- mining: retrieval training strategies (issue 4) --------------------------------------
+    "STARLoss": Contract(
+        make=_loss("STARLoss", temperature=0.5, normalize=True),
+        inputs=_star_inputs,
+        call=_call_module,
+        repr_has=("temperature=0.5", "normalize=True"),
+        grad_args=(0, 1, 2),
+    ),
+    "ADORELoss": Contract(
+        make=_loss("ADORELoss", metric_cut=3, sigma=0.5),
+        inputs=_adore_inputs,
+        call=_call_module,
+        repr_has=("metric_cut=3", "sigma=0.5"),
+        grad_args=(0,),
+    ),
+    "TripletMarginOHNMLoss": Contract(
+        make=_loss("TripletMarginOHNMLoss", k=2, margin=0.5, tau=0.2),
+        inputs=_pair,
+        call=_call_module,
+        repr_has=("k=2", "margin=0.5", "tau=0.2"),
+        grad_args=(0, 1),
+    ),
+    "NGAMESampler": Contract(
+        make=_ngame_sampler_make,
+        inputs=lambda dtype, device, g: (),
+        call=_sampler_call,
+        repr_has=("num_items=16", "batch_size=4", "cluster_size=2"),
+        draws=True,
+        not_applicable={
+            "grad": _INDEX_BATCHES,
+            "grad_flow": _INDEX_BATCHES,
+            "dtype": _INDEX_DTYPE,
+            "half": _INDEX_DTYPE,
+            "cuda": "a DataLoader batch sampler: draws on the host with a CPU generator",
+        },
     ),
 }
 

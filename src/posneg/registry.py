@@ -253,6 +253,35 @@ TECHNIQUES: tuple[Technique, ...] = (
         "posneg.augment.resample",
         "Cao, Li, Cao, Tsang, Liu, Guo. IRAD: Implicit Representation-driven Image Resampling against Adversarial Attacks. ICLR 2024, arXiv 2310.11890 (basic resampling)",
     ),
+    # --- mining: retrieval training strategies (issue 4) ---
+    Technique(
+        "STARLoss",
+        "star",
+        "mining",
+        "posneg.mining.strategies.star",
+        "Zhan, Mao, Liu, Guo, Zhang, Ma. Optimizing Dense Retrieval Model Training with Hard Negatives (STAR). SIGIR 2021, arXiv 2104.08051",
+    ),
+    Technique(
+        "ADORELoss",
+        "adore",
+        "mining",
+        "posneg.mining.strategies.adore",
+        "Zhan, Mao, Liu, Guo, Zhang, Ma. Optimizing Dense Retrieval Model Training with Hard Negatives (ADORE). SIGIR 2021, arXiv 2104.08051",
+    ),
+    Technique(
+        "TripletMarginOHNMLoss",
+        "triplet_margin_ohnm",
+        "mining",
+        "posneg.mining.strategies.ngame",
+        "Dahiya et al. NGAME: Negative Mining-aware Mini-batching for Extreme Classification. WSDM 2023, arXiv 2207.04452",
+    ),
+    Technique(
+        "NGAMESampler",
+        "ngame_sampler",
+        "mining",
+        "posneg.mining.strategies.ngame",
+        "Dahiya et al. NGAME: Negative Mining-aware Mini-batching for Extreme Classification. WSDM 2023, arXiv 2207.04452",
+    ),
 )
 
 
