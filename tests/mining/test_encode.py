@@ -1,0 +1,328 @@
+"""Encoders and the on-disk embedding cache: wrapping, validation, caching, resuming, staleness.
+
+Everything runs on a tiny deterministic fake encoder except three tests that share one
+module-scoped instance of the real packaged all-MiniLM-L6-v2 model.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from posneg.mining.encode import DEFAULT_MODEL, TextEncoder, cache_key, encode, load_encoder
+
+DIM = 16
+
+
+class FakeEncoder:
+    """Hashed character trigrams -> (N, DIM) counts; records every batch it is called with."""
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.calls: list[list[str]] = []
+        self.fail_after = fail_after
+
+    def __call__(self, texts: list[str]) -> torch.Tensor:
+        if self.fail_after is not None and len(self.calls) >= self.fail_after:
+            raise RuntimeError("killed")
+        self.calls.append(list(texts))
+        out = torch.zeros(len(texts), DIM)
+        for i, t in enumerate(texts):
+            padded = f"  {t} "
+            for j in range(len(padded) - 2):
+                out[i, zlib.crc32(padded[j : j + 3].encode()) % DIM] += 1.0
+        return out
+
+    @property
+    def seen(self) -> list[str]:
+        return [t for call in self.calls for t in call]
+
+
+def _texts(n: int, tag: str = "") -> list[str]:
+    return [f"{tag}text number {i} " + "x" * (i % 7) for i in range(n)]
+
+
+def _fake(name: str | None = "fake", **kw: object) -> tuple[FakeEncoder, TextEncoder]:
+    fn = FakeEncoder()
+    return fn, load_encoder(fn, name=name, **kw)  # type: ignore[arg-type]
+
+
+def _key_dirs(cache: Path) -> list[Path]:
+    return sorted(p for p in cache.iterdir() if p.is_dir())
+
+
+# --- callables -----------------------------------------------------------------------------------
+
+
+def test_callable_is_wrapped_batched_and_normalised() -> None:
+    fn, enc = _fake(batch_size=3)
+    texts = _texts(7)
+    out = enc(texts)
+    assert out.shape == (7, DIM) and out.dtype == torch.float32 and out.device.type == "cpu"
+    assert [len(c) for c in fn.calls] == [3, 3, 1]
+    assert torch.allclose(out.norm(dim=1), torch.ones(7))
+    raw = FakeEncoder()(texts)
+    assert torch.allclose(out, torch.nn.functional.normalize(raw, dim=1))
+    _, plain = _fake(normalize=False)
+    assert torch.equal(plain(texts), raw)
+    assert enc.dim == DIM and enc.model is None and enc.max_seq_length is None
+
+
+def test_callable_may_return_numpy() -> None:
+    enc = load_encoder(lambda texts: np.ones((len(texts), 3)), normalize=False)
+    out = enc(["a", "b"])
+    assert out.dtype == torch.float32 and torch.equal(out, torch.ones(2, 3))
+    assert enc.fingerprint is None  # unnamed: never cached
+
+
+def test_dim_probes_an_unused_callable_once() -> None:
+    fn, enc = _fake()
+    assert enc.dim == DIM and len(fn.calls) == 1
+    assert enc.dim == DIM and len(fn.calls) == 1
+    assert enc([]).shape == (0, DIM)
+
+
+@pytest.mark.parametrize(
+    ("output", "error", "match"),
+    [
+        (lambda n: torch.ones(n), ValueError, r"must return shape \(N, D\) with N = 2"),
+        (lambda n: torch.ones(n + 1, 4), ValueError, r"N = 2 texts and D >= 1; got \(3, 4\)"),
+        (lambda n: torch.ones(n, 0), ValueError, r"D >= 1; got \(2, 0\)"),
+        (lambda n: torch.full((n, 2), float("nan")), ValueError, "returned NaN or inf"),
+        (lambda n: [[1.0, 2.0]] * n, TypeError, "must return a torch.Tensor or a numpy array"),
+        (lambda n: np.array([["a", "b"]] * n), TypeError, "must return real numbers"),
+        (lambda n: torch.ones(n, 2, dtype=torch.bool), TypeError, "must return real numbers"),
+    ],
+)
+def test_callable_output_is_validated(output: object, error: type, match: str) -> None:
+    enc = load_encoder(lambda texts: output(len(texts)), name="bad")  # type: ignore[operator]
+    with pytest.raises(error, match=match):
+        enc(["one", "two"])
+
+
+def test_callable_changing_dim_is_an_error() -> None:
+    dims = iter([4, 5])
+    enc = load_encoder(lambda texts: torch.ones(len(texts), next(dims)), name="shifty")
+    enc(["a"])
+    with pytest.raises(ValueError, match="returned D = 5; earlier calls returned D = 4"):
+        enc(["b"])
+
+
+# --- the cache -----------------------------------------------------------------------------------
+
+
+def test_uncached_equals_cached_and_second_run_reads_only(tmp_path: Path) -> None:
+    texts = _texts(23)
+    _, enc = _fake(batch_size=2)
+    plain = encode(texts, enc, shard_size=5)
+    first = encode(texts, enc, cache_dir=tmp_path, shard_size=5)
+    assert torch.equal(plain, first)
+    (key,) = _key_dirs(tmp_path)
+    assert key.name == cache_key(texts, enc.fingerprint or "", shard_size=5)
+    assert sorted(p.name for p in key.iterdir()) == [
+        "meta.json",
+        *(f"shard_{i:05d}.npy" for i in range(5)),
+    ]
+    fn2, enc2 = _fake(batch_size=2)
+    again = encode(texts, enc2, cache_dir=tmp_path, shard_size=5, progress=True)
+    assert fn2.calls == [] and torch.equal(again, first)
+    assert torch.equal(first, torch.nn.functional.normalize(FakeEncoder()(texts), dim=1))
+
+
+def test_killed_run_resumes_from_shards_present(tmp_path: Path) -> None:
+    texts = _texts(40)
+    reference = encode(texts, _fake(batch_size=8)[1], cache_dir=tmp_path / "ref", shard_size=8)
+    dying = FakeEncoder(fail_after=3)  # one call per shard: dies while computing shard 3
+    enc = load_encoder(dying, name="fake", batch_size=8)
+    with pytest.raises(RuntimeError, match="killed"):
+        encode(texts, enc, cache_dir=tmp_path / "run", shard_size=8)
+    (key,) = _key_dirs(tmp_path / "run")
+    assert sorted(p.name for p in key.iterdir()) == [f"shard_{i:05d}.npy" for i in range(3)]
+    fn, enc = _fake(batch_size=8)
+    resumed = encode(texts, enc, cache_dir=tmp_path / "run", shard_size=8)
+    assert sorted(fn.seen) == sorted(texts[24:])  # only the two missing shards
+    assert torch.equal(resumed, reference)
+
+
+def test_stale_cache_is_never_used(tmp_path: Path) -> None:
+    texts = _texts(10)
+    _, enc = _fake()
+    encode(texts, enc, cache_dir=tmp_path, shard_size=4)
+    encode([*texts[:-1], texts[-1] + "!"], enc, cache_dir=tmp_path, shard_size=4)
+    encode(texts[::-1], enc, cache_dir=tmp_path, shard_size=4)
+    encode(texts, enc, cache_dir=tmp_path, shard_size=5)
+    fn_other, other = _fake(name="another model")
+    encode(texts, other, cache_dir=tmp_path, shard_size=4)
+    assert len(fn_other.seen) == len(texts)  # a different fingerprint reads nothing
+    fn_raw, raw = _fake(normalize=False)
+    encode(texts, raw, cache_dir=tmp_path, shard_size=4)
+    assert len(fn_raw.seen) == len(texts)
+    assert len(_key_dirs(tmp_path)) == 6
+    # concatenation cannot collide: every text is length-prefixed
+    assert cache_key(["ab", "c"], "f", shard_size=4) != cache_key(["a", "bc"], "f", shard_size=4)
+    assert enc.fingerprint != other.fingerprint != raw.fingerprint
+    enc.normalize = False  # the fingerprint follows the encoder's current settings
+    assert enc.fingerprint == raw.fingerprint
+
+
+def _save(path: Path, arr: np.ndarray, *, allow_pickle: bool = False) -> None:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=allow_pickle)
+    path.write_bytes(buf.getvalue())
+
+
+def test_bad_shards_are_recomputed_and_never_unpickled(tmp_path: Path) -> None:
+    texts = _texts(30)
+    _, enc = _fake()
+    good = encode(texts, enc, cache_dir=tmp_path, shard_size=5)
+    (key,) = _key_dirs(tmp_path)
+    (key / "shard_00000.npy").write_bytes(b"not an npy file")
+    _save(key / "shard_00001.npy", np.zeros((5, DIM + 1), dtype=np.float32))  # wrong D
+    _save(key / "shard_00002.npy", np.zeros((4, DIM), dtype=np.float32))  # wrong rows
+    _save(key / "shard_00003.npy", np.zeros((5, DIM), dtype=np.float64))  # wrong dtype
+    _save(key / "shard_00004.npy", np.full((5, DIM), np.nan, dtype=np.float32))  # not finite
+    obj = np.empty((5, DIM), dtype=object)
+    obj[:] = 0.0
+    _save(key / "shard_00005.npy", obj, allow_pickle=True)  # would need unpickling
+    fn, enc = _fake()
+    again = encode(texts, enc, cache_dir=tmp_path, shard_size=5)
+    assert sorted(fn.seen) == sorted(texts)
+    assert torch.equal(again, good)
+    for i in range(6):
+        arr = np.load(key / f"shard_{i:05d}.npy", allow_pickle=False)
+        assert arr.dtype == np.float32 and arr.shape == (5, DIM)
+
+
+def test_unnamed_callable_is_not_cached(tmp_path: Path) -> None:
+    enc = load_encoder(FakeEncoder())
+    with pytest.warns(UserWarning, match="has no fingerprint"):
+        out = encode(_texts(3), enc, cache_dir=tmp_path)
+    assert out.shape == (3, DIM) and list(tmp_path.iterdir()) == []
+
+
+def test_empty_texts() -> None:
+    _, enc = _fake()
+    assert encode([], enc).shape == (0, DIM)
+
+
+def test_shard_encoding_is_longest_first_in_pieces() -> None:
+    fn, enc = _fake(batch_size=2)  # pieces of 4 * batch_size = 8 texts
+    texts = [f"t{'y' * i}" for i in range(10)]
+    out = encode(texts, enc, shard_size=100)
+    assert [len(c) for c in fn.calls] == [2, 2, 2, 2, 2]  # the callable still sees batch_size
+    assert fn.seen == texts[::-1]
+    assert torch.equal(out, enc(texts))
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+def test_errors(tmp_path: Path) -> None:
+    _, enc = _fake()
+    with pytest.raises(TypeError, match="encode: texts must be a sequence of str; got str"):
+        encode("abc", enc)
+    with pytest.raises(TypeError, match=r"encode: texts\[1\] must be a str; got int"):
+        encode(["a", 1], enc)  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="encode: encoder must be a TextEncoder"):
+        encode(["a"], FakeEncoder())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="encode: shard_size must be >= 1; got 0"):
+        encode(["a"], enc, shard_size=0)
+    with pytest.raises(TypeError, match="encode: cache_dir must be a path or None"):
+        encode(["a"], enc, cache_dir=3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="TextEncoder: texts must be a sequence of str"):
+        enc(b"abc")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="load_encoder: model must be a model name"):
+        load_encoder(42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="load_encoder: batch_size must be >= 1; got 0"):
+        load_encoder(FakeEncoder(), batch_size=0)
+    with pytest.raises(TypeError, match="load_encoder: batch_size must be an int"):
+        load_encoder(FakeEncoder(), batch_size=2.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="load_encoder: max_seq_length applies to sentence"):
+        load_encoder(FakeEncoder(), max_seq_length=64)
+    with pytest.raises(TypeError, match="load_encoder: normalize must be a bool"):
+        load_encoder(FakeEncoder(), normalize=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="load_encoder: name must be a non-empty str"):
+        load_encoder(FakeEncoder(), name=" ")
+    with pytest.raises(TypeError, match="load_encoder: name must be a str or None; got int"):
+        load_encoder(FakeEncoder(), name=3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="load_encoder: device must name a torch device"):
+        load_encoder(FakeEncoder(), device="toaster")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="load_encoder: device 'cuda' requested but CUDA"):
+            load_encoder(FakeEncoder(), device="cuda")
+    with pytest.raises(ValueError, match=r"load_encoder: model folder .* does not exist"):
+        load_encoder(tmp_path / "missing")
+    with pytest.raises(ValueError, match="load_encoder: model must be a model name or a folder"):
+        load_encoder("  ")
+
+
+# --- the real packaged model (one shared load) -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real() -> TextEncoder:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_encoder()
+
+
+PAIRS: Sequence[tuple[str, str]] = (
+    (
+        "Return the sum of two numbers.",
+        "def add(a, b):\n    total = a + b\n    return total",
+    ),
+    (
+        "Read a JSON file and return the parsed object.",
+        "def load(path):\n    with open(path) as fh:\n        return json.load(fh)",
+    ),
+    (
+        "Open a TCP connection to the given host and port.",
+        "def connect(host, port):\n    sock = socket.create_connection((host, port))\n"
+        "    return sock",
+    ),
+)
+
+
+def test_real_model_embeds_queries_near_their_code(real: TextEncoder, tmp_path: Path) -> None:
+    assert real.name == DEFAULT_MODEL and real.dim == 384 and real.max_seq_length == 256
+    queries = [q for q, _ in PAIRS]
+    codes = [c for _, c in PAIRS]
+    q = encode(queries, real, cache_dir=tmp_path)
+    d = encode(codes, real, cache_dir=tmp_path)
+    assert q.shape == (3, 384) and q.dtype == torch.float32
+    assert torch.allclose(q.norm(dim=1), torch.ones(3), atol=1e-5)
+    sims = q @ d.T
+    assert torch.equal(sims.argmax(dim=1), torch.arange(3))
+    cached = encode(queries, real, cache_dir=tmp_path)
+    assert torch.equal(cached, q)
+
+
+def test_real_model_fingerprint_is_stable(real: TextEncoder) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        same = load_encoder("sentence-transformers/all-MiniLM-L6-v2")
+        short = load_encoder(max_seq_length=128)
+    assert real.fingerprint is not None and len(real.fingerprint) == 64
+    assert same.fingerprint == real.fingerprint
+    assert short.fingerprint != real.fingerprint and short.max_seq_length == 128
+    assert short.model is not None
+    short.model.max_seq_length = 256  # the fingerprint follows the current setting
+    assert short.fingerprint == real.fingerprint
+    # the in-memory form differs from the file form, but is itself stable
+    fp = same.refresh_fingerprint()
+    assert fp == same.refresh_fingerprint() and fp != real.fingerprint
+
+
+def test_unknown_model_is_a_clear_offline_error(real: TextEncoder, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no network download happens") as info:
+        load_encoder("posneg-no-such-org/no-such-model-xyz")
+    assert "model 'posneg-no-such-org/no-such-model-xyz'" in str(info.value)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="is not a loadable sentence-transformers model"):
+        load_encoder(tmp_path)
