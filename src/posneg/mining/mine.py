@@ -1,0 +1,568 @@
+"""Hard-negative mining from a corpus, with false-negative control.
+
+:func:`mine` ranks the corpus for every query through an :class:`~posneg.mining.index.Index`
+(queries in chunks, top ``range_max + 1`` only: never the full Q x N score matrix), keeps the
+candidates whose rank lies in the window ``[range_min, range_max]``, removes known positives, the
+query's own document, exact-duplicate texts of those, and likely false negatives (an absolute
+``max_score``, an absolute or relative margin below the positive's score, an optional rescoring
+callable such as a cross-encoder), then samples ``num_negatives`` of the rest. All filters and
+the sampling are vectorised over a chunk of queries; no Python loop runs per query.
+
+Semantics, and how they compare with sentence-transformers' ``util.mine_hard_negatives``:
+
+- **Window.** Ranks are 0-based positions in the query's full ranking of the corpus by score
+  (descending, ties by corpus row ascending), *positives included*; the window is the inclusive
+  range ``range_min..range_max`` (``range_max - range_min + 1`` candidates, ``range_max < N``).
+  Positives, the own document and duplicates that fall inside the window are removed from it and
+  are *not* replaced by candidates beyond ``range_max``: when fewer than ``num_negatives``
+  candidates survive, the row is padded (id ``-1``) and counted in
+  :attr:`MinedNegatives.short_queries`; the window is never silently widened.
+  sentence-transformers instead retrieves ``range_max + max_positives`` items, drops positives
+  and filtered items, and takes the half-open slice ``[range_min, range_max)`` of what is left
+  (its ``range_min`` counts surviving candidates). With one positive ranked first and
+  ``range_min=0`` the two windows hold the same documents.
+- **Margins** (as sentence-transformers): ``margin`` removes a candidate when
+  ``score + margin > positive_score`` (keeps ``s_neg <= s_pos - margin``); ``relative_margin``
+  removes it when ``score > positive_score - |positive_score| * relative_margin``, i.e. keeps
+  ``s_neg <= s_pos * (1 - relative_margin)`` for a non-negative positive score (the ``|.|`` keeps
+  the threshold below the positive when the positive score is negative, as sentence-transformers
+  does since its issue #3819). ``max_score`` removes ``score > max_score``.
+- **Several positives per query**: the reference ``positive_score`` is the *best* (largest)
+  positive score. sentence-transformers uses the smallest positive score (a stricter margin
+  filter); with one positive per query the two agree.
+- **Duplicates**: ``duplicate_of`` maps every corpus row to a canonical row shared by rows with
+  the same text (see :func:`duplicate_groups`); a candidate in the group of any positive or of the
+  own document is removed as ``"duplicate"``. sentence-transformers de-duplicates the corpus by
+  exact text before mining, which has the same effect for exact copies.
+- **Rescoring**: ``rescore(query_rows, corpus_rows)`` is called once per query chunk with the
+  candidates still alive in the window after every other filter, and those whose rescore is
+  ``>= rescore_threshold`` are removed. (sentence-transformers replaces the scores by the
+  cross-encoder's and applies its margins to them.)
+- **Sampling**: ``"top"`` takes the best-ranked survivors (sentence-transformers' ``"top"``);
+  ``"uniform"`` draws without replacement uniformly among the survivors in the window
+  (sentence-transformers' ``"random"``, which uses Python's global ``random``); ``"softmax"``
+  draws without replacement with probabilities proportional to ``exp(score / temperature)``
+  (Gumbel-top-k: the ``num_negatives`` largest ``score / temperature + Gumbel`` keys, the
+  Plackett-Luce sampler). Draws come from ``generator``. The chosen negatives of a query are
+  returned in rank order.
+- **Counts**: ``removed[name]`` counts window candidates removed by each filter, applied in the
+  order ``positive, own_document, duplicate, max_score, margin, relative_margin, rescore``; a
+  candidate is counted once, by the first filter that removes it.
+
+Scores are inner products of the given embeddings (pass L2-normalised embeddings, as
+:func:`posneg.mining.encode.encode` returns by default, for cosine similarity).
+
+Example:
+    >>> import torch
+    >>> from posneg.mining.mine import mine
+    >>> corpus = torch.eye(4)
+    >>> queries = torch.tensor([[1.0, 0.5, 0.3, 0.1]])
+    >>> out = mine(queries, corpus, [[0]], num_negatives=2, range_max=3)
+    >>> out.ids.tolist(), out.ranks.tolist(), out.removed["positive"]
+    ([[1, 2]], [[1, 2]], 1)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from posneg import _checks, _rng
+from posneg.mining.index import ExactIndex, Index
+
+__all__ = ["FILTERS", "MinedNegatives", "duplicate_groups", "mine"]
+
+_FN = "mine"
+Sampling = Literal["top", "uniform", "softmax"]
+_SAMPLINGS = ("top", "uniform", "softmax")
+#: Filter names in the order they are applied (the keys of :attr:`MinedNegatives.removed`).
+FILTERS = (
+    "positive",
+    "own_document",
+    "duplicate",
+    "max_score",
+    "margin",
+    "relative_margin",
+    "rescore",
+)
+#: Upper bound on query rows times window width handled at once (memory of one chunk).
+_CHUNK_ELEMENTS = 1 << 21
+
+
+@dataclass(frozen=True)
+class MinedNegatives:
+    """What :func:`mine` returns (all tensors on the embeddings' device).
+
+    Attributes:
+        ids: (Q, num_negatives) int64 corpus row indices, in rank order; ``-1`` where fewer than
+            ``num_negatives`` candidates survived the filters in the window.
+        scores: (Q, num_negatives) float32 retrieval scores of ``ids``; NaN where ``ids == -1``.
+        ranks: (Q, num_negatives) int64 0-based ranks of ``ids`` in the query's full ranking
+            (positives included); ``-1`` where ``ids == -1``.
+        positive_scores: (Q,) float32, the best positive score of each query (the margin
+            reference).
+        removed: filter name -> number of window candidates it removed (see :data:`FILTERS`).
+    """
+
+    ids: torch.Tensor
+    scores: torch.Tensor
+    ranks: torch.Tensor
+    positive_scores: torch.Tensor
+    removed: dict[str, int]
+
+    @property
+    def short_queries(self) -> int:
+        """Queries that got fewer than ``num_negatives`` negatives (padded with -1)."""
+        if self.ids.numel() == 0:
+            return 0
+        return int((self.ids[:, -1] < 0).sum())
+
+    @property
+    def missing(self) -> int:
+        """Total padded slots (``ids == -1``)."""
+        return int((self.ids < 0).sum())
+
+    def summary(self) -> str:
+        """A few human-readable lines: candidates removed per filter and the short queries."""
+        q, n = self.ids.shape
+        lines = [f"mined {q * n - self.missing} negatives for {q} queries ({n} per query)"]
+        for name in FILTERS:
+            lines.append(f"  removed by {name}: {self.removed.get(name, 0)}")
+        lines.append(
+            f"  queries with fewer than {n} negatives: {self.short_queries} "
+            f"({self.missing} slots padded with -1)"
+        )
+        return "\n".join(lines)
+
+
+def duplicate_groups(
+    texts: Sequence[str], *, key: Callable[[str], str] | None = None
+) -> torch.Tensor:
+    """The ``duplicate_of`` vector of ``texts``: for each row, the first row with the same text.
+
+    Args:
+        texts: N strings (the corpus).
+        key: optional normalisation applied before comparing (e.g. ``lambda t: " ".join(t.split())``
+            to treat texts differing only in whitespace as duplicates); ``None`` compares exactly.
+
+    Returns:
+        (N,) int64: ``out[i] = min{j : key(texts[j]) == key(texts[i])}``; ``out[i] == i`` for
+        texts seen first.
+
+    Raises:
+        TypeError: ``texts`` is not a sequence of strings.
+
+    Example:
+        >>> duplicate_groups(["a", "b", "a", "c", "b"]).tolist()
+        [0, 1, 0, 3, 1]
+    """
+    fn = "duplicate_groups"
+    if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
+        raise TypeError(f"{fn}: texts must be a sequence of str; got {type(texts).__name__}")
+    first: dict[str, int] = {}
+    out: list[int] = []
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"{fn}: texts[{i}] must be a str; got {type(t).__name__}")
+        out.append(first.setdefault(t if key is None else key(t), i))
+    return torch.tensor(out, dtype=torch.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# validation and preparation
+# ---------------------------------------------------------------------------------------------
+
+
+def _positive_table(positives: Any, n_queries: int, n_docs: int) -> torch.Tensor:
+    """(Q, P) int64 table of positive rows, ``-1`` padded; validated."""
+    if isinstance(positives, torch.Tensor):
+        if positives.dtype.is_floating_point or positives.dtype == torch.bool:
+            raise TypeError(f"{_FN}: positives must be an integer tensor; got {positives.dtype}")
+        if positives.dim() != 2 or positives.shape[0] != n_queries:
+            raise ValueError(
+                f"{_FN}: positives as a tensor must have shape (Q={n_queries}, P) with -1 "
+                f"padding; got {tuple(positives.shape)}"
+            )
+        table = positives.detach().to(device="cpu", dtype=torch.int64)
+        if bool((table < -1).any()) or bool((table >= n_docs).any()):
+            raise ValueError(
+                f"{_FN}: positives must hold corpus row indices in [0, {n_docs}) (or -1 as "
+                f"padding); got values in [{int(table.min())}, {int(table.max())}]"
+            )
+        empty = (table < 0).all(dim=1).nonzero()
+        if empty.numel():
+            raise ValueError(
+                f"{_FN}: every query needs at least one positive; query {int(empty[0])} has none"
+            )
+        return table
+    if isinstance(positives, (str, bytes)) or not isinstance(positives, Sequence):
+        raise TypeError(
+            f"{_FN}: positives must be a sequence of sequences of corpus row indices; "
+            f"got {type(positives).__name__}"
+        )
+    if len(positives) != n_queries:
+        raise ValueError(
+            f"{_FN}: positives must hold one list per query ({n_queries}); got {len(positives)}"
+        )
+    lengths: list[int] = []
+    flat: list[int] = []
+    for i, row in enumerate(positives):
+        if isinstance(row, torch.Tensor):
+            row = row.tolist()
+        if isinstance(row, (str, bytes)) or not isinstance(row, Sequence):
+            raise TypeError(
+                f"{_FN}: positives[{i}] must be a sequence of corpus row indices; "
+                f"got {type(row).__name__}"
+            )
+        if len(row) == 0:
+            raise ValueError(f"{_FN}: every query needs at least one positive; query {i} has none")
+        for r in row:
+            if isinstance(r, bool) or not isinstance(r, int):
+                raise TypeError(
+                    f"{_FN}: positives[{i}] must hold int corpus row indices; "
+                    f"got {type(r).__name__}"
+                )
+            if not 0 <= r < n_docs:
+                raise ValueError(
+                    f"{_FN}: positives[{i}] holds {r}, outside the corpus rows [0, {n_docs})"
+                )
+        lengths.append(len(row))
+        flat.extend(row)
+    counts = torch.tensor(lengths, dtype=torch.int64)
+    width = int(counts.max())
+    rows = torch.repeat_interleave(torch.arange(n_queries), counts)
+    start = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(len(flat)) - start[rows]
+    table = torch.full((n_queries, width), -1, dtype=torch.int64)
+    table[rows, slot] = torch.tensor(flat, dtype=torch.int64)
+    return table
+
+
+def _own_vector(own_document: Any, n_queries: int, n_docs: int) -> torch.Tensor | None:
+    if own_document is None:
+        return None
+    if isinstance(own_document, torch.Tensor):
+        values = own_document.detach().cpu().tolist()
+    elif isinstance(own_document, (str, bytes)) or not isinstance(own_document, Sequence):
+        raise TypeError(
+            f"{_FN}: own_document must be a sequence of corpus rows (-1 for none); "
+            f"got {type(own_document).__name__}"
+        )
+    else:
+        values = list(own_document)
+    if len(values) != n_queries:
+        raise ValueError(
+            f"{_FN}: own_document must hold one corpus row per query ({n_queries}); "
+            f"got {len(values)}"
+        )
+    for i, v in enumerate(values):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"{_FN}: own_document[{i}] must be an int; got {type(v).__name__}")
+        if not -1 <= v < n_docs:
+            raise ValueError(
+                f"{_FN}: own_document[{i}] is {v}, outside the corpus rows [0, {n_docs}) "
+                "(use -1 for a query without one)"
+            )
+    return torch.tensor(values, dtype=torch.int64)
+
+
+def _check_duplicate_of(duplicate_of: Any, n_docs: int, device: torch.device) -> torch.Tensor:
+    dup = _checks.check_labels(_FN, "duplicate_of", duplicate_of, n_docs, device).to(torch.int64)
+    if n_docs and (int(dup.min()) < 0 or int(dup.max()) >= n_docs):
+        raise ValueError(
+            f"{_FN}: duplicate_of must hold corpus rows in [0, {n_docs}); "
+            f"got values in [{int(dup.min())}, {int(dup.max())}]"
+        )
+    return dup
+
+
+def _optional_real(name: str, value: Any, *, nonnegative: bool) -> float | None:
+    if value is None:
+        return None
+    if nonnegative:
+        return _checks.check_nonnegative(_FN, name, value)
+    return _checks.check_real(_FN, name, value)
+
+
+def _member(table: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``values[i, j] in table[i]`` for a row-sorted (R, P) table (vectorised searchsorted)."""
+    idx = torch.searchsorted(table, values).clamp_(max=table.shape[1] - 1)
+    return table.gather(1, idx) == values
+
+
+def _sorted_rows(table: torch.Tensor) -> torch.Tensor:
+    """Rows sorted ascending with -1 pads replaced by int64 max (never matches a row index)."""
+    filled = table.masked_fill(table < 0, torch.iinfo(torch.int64).max)
+    return torch.sort(filled, dim=1).values
+
+
+def _positive_scores(
+    query_emb: torch.Tensor, corpus_emb: torch.Tensor, table: torch.Tensor, compute: torch.dtype
+) -> torch.Tensor:
+    """Best positive score per query, over flat (query, positive) pairs in chunks."""
+    q_idx, slot = (table >= 0).nonzero(as_tuple=True)
+    d_idx = table[q_idx, slot]
+    out = torch.full((table.shape[0],), -math.inf, dtype=compute, device=query_emb.device)
+    step = max(1, _CHUNK_ELEMENTS // max(1, query_emb.shape[1]))
+    for a in range(0, q_idx.numel(), step):
+        qi = q_idx[a : a + step]
+        di = d_idx[a : a + step]
+        s = (query_emb[qi].to(compute) * corpus_emb[di].to(compute)).sum(dim=1)
+        out.scatter_reduce_(0, qi, s, reduce="amax")
+    return out.float()
+
+
+# ---------------------------------------------------------------------------------------------
+# the miner
+# ---------------------------------------------------------------------------------------------
+
+
+def mine(
+    query_emb: torch.Tensor,
+    corpus_emb: torch.Tensor,
+    positives: Sequence[Sequence[int]] | torch.Tensor,
+    *,
+    num_negatives: int = 5,
+    range_min: int = 0,
+    range_max: int = 100,
+    max_score: float | None = None,
+    margin: float | None = None,
+    relative_margin: float | None = None,
+    own_document: Sequence[int] | None = None,
+    duplicate_of: torch.Tensor | None = None,
+    rescore: Callable[[list[int], list[int]], torch.Tensor] | None = None,
+    rescore_threshold: float | None = None,
+    sampling: Sampling = "top",
+    temperature: float = 1.0,
+    index: Index | None = None,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> MinedNegatives:
+    """Mine ``num_negatives`` hard negatives per query from the rank window of a corpus.
+
+    Hard negatives as used by ANCE/STAR-style dense-retrieval training (see the module docstring
+    for the exact window, filter and sampling semantics, and where they differ from
+    sentence-transformers' ``mine_hard_negatives``).
+
+    Args:
+        query_emb: (Q, D) query embeddings.
+        corpus_emb: (N, D) corpus embeddings (same dtype and device as ``query_emb``).
+        positives: for each query, its positive corpus rows (at least one); or a (Q, P) integer
+            tensor padded with -1.
+        num_negatives: negatives per query (1 <= num_negatives <= window size).
+        range_min: first rank of the window (0-based, inclusive).
+        range_max: last rank of the window (inclusive; ``range_max < N``).
+        max_score: remove candidates with ``score > max_score``.
+        margin: remove candidates with ``score + margin > positive_score`` (>= 0).
+        relative_margin: remove candidates with
+            ``score > positive_score - |positive_score| * relative_margin`` (>= 0).
+        own_document: for each query, the corpus row holding the query's own text, or -1.
+        duplicate_of: (N,) int64, a canonical row per corpus row, equal for equal texts
+            (:func:`duplicate_groups`); candidates sharing a group with a positive or the own
+            document are removed.
+        rescore: optional ``rescore(query_rows, corpus_rows) -> (M,) scores`` (e.g. a
+            cross-encoder) over the candidates that survive the other filters.
+        rescore_threshold: candidates whose rescore is ``>= rescore_threshold`` are removed as
+            likely false negatives (required with ``rescore``).
+        sampling: ``"top"``, ``"uniform"`` or ``"softmax"``.
+        temperature: softmax temperature (> 0; only used by ``"softmax"``).
+        index: the index to rank with. ``None``: an inner-product :class:`ExactIndex`. An empty
+            index gets ``corpus_emb`` added; one holding exactly N rows (added with default ids,
+            so that ids are corpus rows) is used as it is.
+        generator: random source of ``"uniform"`` and ``"softmax"`` (on the embeddings' device).
+        progress: show a progress bar over query chunks.
+
+    Returns:
+        :class:`MinedNegatives` (``ids``, ``scores``, ``ranks`` of shape (Q, num_negatives),
+        ``positive_scores`` (Q,), ``removed`` counts).
+
+    Raises:
+        ValueError: empty corpus or queries, mismatched dimensions or devices, NaN/inf, a window
+            outside ``0 <= range_min <= range_max < N``, ``num_negatives`` larger than the
+            window, positives out of range or missing, bad ``own_document``/``duplicate_of``,
+            negative margins, an unknown sampling, ``temperature <= 0``, ``rescore`` without
+            ``rescore_threshold`` (or the reverse), an index holding another number of rows, a
+            rescore output of the wrong shape.
+        TypeError: non-float embeddings, different dtypes, wrong argument types.
+    """
+    # ---- validation -------------------------------------------------------------------------
+    _checks.check_embeddings(_FN, "query_emb", query_emb)
+    _checks.check_float(_FN, "corpus_emb", corpus_emb)
+    if corpus_emb.dim() != 2:
+        raise ValueError(f"{_FN}: corpus_emb must have shape (N, D); got {tuple(corpus_emb.shape)}")
+    if corpus_emb.shape[0] == 0:
+        raise ValueError(f"{_FN}: corpus_emb is empty (N=0); there is nothing to mine from")
+    _checks.check_same_dim(_FN, "corpus_emb", corpus_emb, "query_emb", query_emb)
+    _checks.check_same_device(_FN, "corpus_emb", corpus_emb, "query_emb", query_emb)
+    _checks.check_same_dtype(_FN, "corpus_emb", corpus_emb, "query_emb", query_emb)
+    _checks.check_finite(_FN, "query_emb", query_emb)
+    _checks.check_finite(_FN, "corpus_emb", corpus_emb)
+    n_q, n_docs = int(query_emb.shape[0]), int(corpus_emb.shape[0])
+    device = query_emb.device
+
+    num_negatives = _checks.check_int(_FN, "num_negatives", num_negatives, min_value=1)
+    range_min = _checks.check_int(_FN, "range_min", range_min, min_value=0)
+    range_max = _checks.check_int(_FN, "range_max", range_max, min_value=0)
+    if range_max >= n_docs:
+        raise ValueError(
+            f"{_FN}: range_max must be < the corpus size N={n_docs} (ranks are 0..N-1); "
+            f"got range_max={range_max}"
+        )
+    if range_min > range_max:
+        raise ValueError(
+            f"{_FN}: range_min must be <= range_max; got range_min={range_min}, "
+            f"range_max={range_max}"
+        )
+    window = range_max - range_min + 1
+    if num_negatives > window:
+        raise ValueError(
+            f"{_FN}: num_negatives must be <= the window size range_max - range_min + 1 = "
+            f"{window}; got num_negatives={num_negatives}"
+        )
+    max_score = _optional_real("max_score", max_score, nonnegative=False)
+    margin = _optional_real("margin", margin, nonnegative=True)
+    relative_margin = _optional_real("relative_margin", relative_margin, nonnegative=True)
+    sampling = _checks.check_choice(_FN, "sampling", sampling, _SAMPLINGS)  # type: ignore[assignment]
+    temperature = _checks.check_positive(_FN, "temperature", temperature)
+    _checks.check_bool(_FN, "progress", progress)
+    if rescore is not None and not callable(rescore):
+        raise TypeError(f"{_FN}: rescore must be callable; got {type(rescore).__name__}")
+    if (rescore is None) != (rescore_threshold is None):
+        raise ValueError(
+            f"{_FN}: rescore and rescore_threshold go together; got rescore="
+            f"{'a callable' if rescore is not None else None}, "
+            f"rescore_threshold={rescore_threshold!r}"
+        )
+    threshold = _optional_real("rescore_threshold", rescore_threshold, nonnegative=False)
+    _checks.check_generator(_FN, generator, device)
+
+    table_cpu = _positive_table(positives, n_q, n_docs)
+    own_cpu = _own_vector(own_document, n_q, n_docs)
+    dup = None if duplicate_of is None else _check_duplicate_of(duplicate_of, n_docs, device)
+
+    if index is None:
+        index = ExactIndex(metric="ip")
+    elif not isinstance(index, Index):
+        raise TypeError(
+            f"{_FN}: index must implement the Index protocol (add, search, ntotal); "
+            f"got {type(index).__name__}"
+        )
+    if index.ntotal == 0:
+        index.add(corpus_emb)
+    elif index.ntotal != n_docs:
+        raise ValueError(
+            f"{_FN}: index holds {index.ntotal} rows but corpus_emb has {n_docs}; pass an empty "
+            "index or one built from corpus_emb with default ids"
+        )
+
+    # ---- per-query tables -------------------------------------------------------------------
+    compute = torch.float64 if query_emb.dtype == torch.float64 else torch.float32
+    table = table_cpu.to(device)
+    pos_sorted = _sorted_rows(table)
+    own = None if own_cpu is None else own_cpu.to(device)
+    group_sorted: torch.Tensor | None = None
+    if dup is not None:
+        groups = torch.where(table >= 0, dup[table.clamp(min=0)], table)
+        if own is not None:
+            own_group = torch.where(own >= 0, dup[own.clamp(min=0)], own)
+            groups = torch.cat([groups, own_group.unsqueeze(1)], dim=1)
+        group_sorted = _sorted_rows(groups)
+    positive_scores = _positive_scores(query_emb, corpus_emb, table, compute)
+
+    k = range_max + 1
+    chunk = max(1, min(n_q, _CHUNK_ELEMENTS // k))
+    removed = dict.fromkeys(FILTERS, 0)
+    out_ids = torch.full((n_q, num_negatives), -1, dtype=torch.int64, device=device)
+    out_scores = torch.full((n_q, num_negatives), math.nan, dtype=torch.float32, device=device)
+    out_ranks = torch.full((n_q, num_negatives), -1, dtype=torch.int64, device=device)
+    col_rank = torch.arange(range_min, k, device=device)
+
+    def drop(name: str, cond: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
+        hit = alive & cond
+        removed[name] += int(hit.sum())
+        return alive & ~hit
+
+    bar: Any = None
+    task: Any = None
+    with contextlib.ExitStack() as stack:
+        if progress:
+            from posneg.bench._common import progress_bar
+
+            bar = stack.enter_context(progress_bar())
+            task = bar.add_task("mining", total=n_q)
+        with torch.no_grad():
+            for q0 in range(0, n_q, chunk):
+                q1 = min(n_q, q0 + chunk)
+                scores, ids = index.search(query_emb[q0:q1], k)
+                scores = scores[:, range_min:].to(device=device, dtype=torch.float32)
+                ids = ids[:, range_min:].to(device=device, dtype=torch.int64)
+                alive = ids >= 0
+                safe = ids.clamp(min=0)
+
+                alive = drop("positive", _member(pos_sorted[q0:q1], safe), alive)
+                if own is not None:
+                    o = own[q0:q1].unsqueeze(1)
+                    alive = drop("own_document", (ids == o) & (o >= 0), alive)
+                if group_sorted is not None and dup is not None:
+                    alive = drop("duplicate", _member(group_sorted[q0:q1], dup[safe]), alive)
+                if max_score is not None:
+                    alive = drop("max_score", scores > max_score, alive)
+                sp = positive_scores[q0:q1].unsqueeze(1)
+                if margin is not None:
+                    alive = drop("margin", scores + margin > sp, alive)
+                if relative_margin is not None:
+                    alive = drop("relative_margin", scores > sp - sp.abs() * relative_margin, alive)
+                if rescore is not None and threshold is not None:
+                    rr, cc = alive.nonzero(as_tuple=True)
+                    if rr.numel():
+                        q_rows = (rr + q0).tolist()
+                        c_rows = ids[rr, cc].tolist()
+                        rs = rescore(q_rows, c_rows)
+                        if not isinstance(rs, torch.Tensor) or rs.shape != (len(q_rows),):
+                            got = tuple(rs.shape) if isinstance(rs, torch.Tensor) else type(rs)
+                            raise ValueError(
+                                f"{_FN}: rescore must return a tensor of shape ({len(q_rows)},) "
+                                f"(one score per candidate); got {got}"
+                            )
+                        cond = torch.zeros_like(alive)
+                        cond[rr, cc] = rs.to(device) >= threshold
+                        alive = drop("rescore", cond, alive)
+
+                # ---- sampling: the num_negatives largest keys among the survivors ---------------
+                neg_inf = torch.tensor(-math.inf, device=device)
+                if sampling == "top":
+                    key = -col_rank.to(torch.float32).expand_as(scores)
+                elif sampling == "uniform":
+                    key = _rng.uniform(tuple(scores.shape), device=device, generator=generator)
+                else:
+                    u = _rng.uniform(
+                        tuple(scores.shape), device=device, dtype=torch.float64, generator=generator
+                    )
+                    tiny = torch.finfo(torch.float64).tiny
+                    gumbel = -torch.log(-torch.log(u.clamp(min=tiny, max=1.0 - 1e-16)))
+                    key = scores.double() / temperature + gumbel
+                key = torch.where(alive, key, neg_inf)
+                top_key, pick = torch.topk(key, num_negatives, dim=1)
+                chosen = top_key > -math.inf
+                pick = torch.where(chosen, pick, torch.full_like(pick, window))
+                pick = torch.sort(pick, dim=1).values  # rank order, pads (= window) last
+                filled = pick < window
+                pick_c = pick.clamp(max=window - 1)
+                out_ids[q0:q1] = torch.where(filled, ids.gather(1, pick_c), -1)
+                out_scores[q0:q1] = torch.where(filled, scores.gather(1, pick_c), math.nan)
+                out_ranks[q0:q1] = torch.where(filled, col_rank[pick_c], -1)
+                if bar is not None:
+                    bar.update(task, advance=q1 - q0)
+
+    return MinedNegatives(
+        ids=out_ids,
+        scores=out_scores,
+        ranks=out_ranks,
+        positive_scores=positive_scores,
+        removed=removed,
+    )
