@@ -1,1 +1,28 @@
-"""Hard negatives from a corpus: encoders and embedding cache, indexes, the miner, strategies."""
+"""Hard negatives from a corpus: encoders and embedding cache, indexes, the miner, strategies.
+
+- :func:`load_encoder` / :func:`encode`: the packaged all-MiniLM-L6-v2 (offline), any
+  sentence-transformers model, or a callable; embeddings cached on disk in resumable shards.
+- :class:`ExactIndex` / :class:`FaissIndex`: ``add(embeddings, ids)``, ``search(queries, k)``.
+- :func:`mine`: negatives from a rank window with false-negative filters, under a generator.
+- :func:`retrieval_metrics`: MRR@10, nDCG@10, Recall@k through an index (no full score matrix).
+- :mod:`posneg.mining.strategies`: STAR, ADORE, NGAME, ANCE-style refresh, random negatives.
+"""
+
+from posneg.mining.encode import DEFAULT_MODEL, TextEncoder, encode, load_encoder
+from posneg.mining.index import ExactIndex, FaissIndex, Index
+from posneg.mining.metrics import retrieval_metrics
+from posneg.mining.mine import MinedNegatives, duplicate_groups, mine
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "ExactIndex",
+    "FaissIndex",
+    "Index",
+    "MinedNegatives",
+    "TextEncoder",
+    "duplicate_groups",
+    "encode",
+    "load_encoder",
+    "mine",
+    "retrieval_metrics",
+]
