@@ -20,6 +20,7 @@ from rich.console import Console
 import posneg
 from posneg import registry
 from posneg.bench._common import DemoSummary, UsageError, console, markdown_table, rich_table
+from posneg.mining.cli import mine_cmd
 
 app = typer.Typer(
     name="posneg",
@@ -34,7 +35,7 @@ bench_app = typer.Typer(
 app.add_typer(bench_app, name="bench")
 
 #: The benches, in demo order. Each module defines ``cli`` (a typer command) and ``demo``.
-BENCHES: tuple[str, ...] = ("contrastive", "mixing", "imbalance")
+BENCHES: tuple[str, ...] = ("contrastive", "mixing", "imbalance", "retrieval")
 
 
 def _version_callback(value: bool) -> None:
@@ -77,6 +78,9 @@ def cite_cmd(
     except KeyError as exc:
         raise UsageError(str(exc.args[0])) from None
     typer.echo(tech.citation())
+
+
+app.command("mine")(mine_cmd)
 
 
 def _bench_module(name: str) -> Any:
