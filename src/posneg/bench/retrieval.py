@@ -655,7 +655,8 @@ def train_strategy(
             idx_dev = idx.to(device)
             q = towers.queries(idx_dev)
             if spec.key == "adore":
-                assert index is not None and fixed_docs is not None
+                if index is None or fixed_docs is None:  # set up above for "adore"
+                    raise RuntimeError("adore: the fixed document index was not built")
                 pos = all_positives[idx].unsqueeze(1).to(device)
                 ids, ranks, rel = adore_candidates(index, q.detach(), int(args["k"]), pos)
                 scores = candidate_scores(q, fixed_docs, ids)

@@ -148,7 +148,8 @@ class TextEncoder:
         """D, the embedding size (a callable is called once on a probe text if not yet known)."""
         if self._dim is None:
             self(["dimension probe"])
-        assert self._dim is not None  # set by __call__
+        if self._dim is None:  # __call__ sets it; reaching here is a bug, not a user error
+            raise RuntimeError("TextEncoder.dim: the encoder returned no embedding size")
         return self._dim
 
     def __call__(self, texts: Sequence[str]) -> torch.Tensor:
@@ -186,7 +187,8 @@ class TextEncoder:
 
     def _call_fn(self, batch: list[str]) -> torch.Tensor:
         fn = "TextEncoder"
-        assert self._fn is not None
+        if self._fn is None:  # only callables reach here; a model encodes in __call__
+            raise RuntimeError(f"{fn}: no callable to encode with")
         out = self._fn(list(batch))
         if isinstance(out, np.ndarray):
             if not np.issubdtype(out.dtype, np.number) or np.iscomplexobj(out):
