@@ -58,7 +58,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -70,6 +69,7 @@ import typer
 
 from posneg.bench._common import (
     UsageError,
+    atomic_target,
     atomic_write_text,
     console,
     resolve_device,
@@ -464,17 +464,10 @@ def _sibling(out: Path, suffix: str) -> Path:
 def _atomic_open(path: Path) -> Iterator[IO[str]]:
     """A text file written to a temporary name in the same folder, renamed over ``path`` on
     success and deleted on any failure (``KeyboardInterrupt`` included)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_target(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+        yield fh
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def _rows(
@@ -555,15 +548,8 @@ def _write_rows(path: Path, rows: Iterator[dict[str, Any]], output_format: str, 
         }
     schema = pa.schema([(name, types[name]) for name in names])
     table = pa.table({name: pa.array(columns[name], type=types[name]) for name in names}, schema)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_target(path) as tmp:
+        pq.write_table(table, str(tmp))
     return n
 
 
