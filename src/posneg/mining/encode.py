@@ -102,31 +102,60 @@ class TextEncoder:
         identity: str | None,
         model: SentenceTransformer | None = None,
         fn: EncoderFn | None = None,
+        loader: Callable[[], SentenceTransformer] | None = None,
+        planned: tuple[int, int] | None = None,
         device: torch.device = torch.device("cpu"),
         batch_size: int = 64,
         normalize: bool = True,
     ) -> None:
-        if (model is None) == (fn is None):
-            raise ValueError("TextEncoder: give exactly one of model and fn")
+        if sum(x is not None for x in (model, fn, loader)) != 1:
+            raise ValueError("TextEncoder: give exactly one of model, fn and loader")
+        if loader is not None and planned is None:
+            raise ValueError("TextEncoder: a loader needs planned=(max_seq_length, dim)")
         self.name = name
         self._identity = identity  # weights digest (a model) or the given name (a callable)
-        self.model = model
+        self._model = model
+        self._loader = loader  # loads the model on first use (a fully cached run never does)
+        self._planned = planned  # (max_seq_length, dim) read from the folder's configs
         self._fn = fn
         self.device = device
         self.batch_size = batch_size
         self.normalize = normalize
-        self._dim: int | None = None
+        self._dim: int | None = None if planned is None else planned[1]
         if model is not None:
-            get_dim = getattr(model, "get_embedding_dimension", None)  # newer name
-            dim = get_dim() if get_dim is not None else model.get_sentence_embedding_dimension()
-            self._dim = int(dim) if dim else None
+            self._set_dim_from(model)
+
+    def _set_dim_from(self, model: SentenceTransformer) -> None:
+        get_dim = getattr(model, "get_embedding_dimension", None)  # newer name
+        dim = get_dim() if get_dim is not None else model.get_sentence_embedding_dimension()
+        self._dim = int(dim) if dim else None
+
+    @property
+    def model(self) -> SentenceTransformer | None:
+        """The sentence-transformers model (loaded on first access), or ``None`` for a callable."""
+        if self._model is None and self._loader is not None:
+            model = self._loader()
+            seq, dim = self._planned if self._planned is not None else (None, None)
+            self._model, self._loader = model, None
+            self._set_dim_from(model)
+            if model.max_seq_length != seq or self._dim != dim:  # the configs said otherwise
+                raise ValueError(
+                    f"TextEncoder: model {self.name!r} loaded with max_seq_length="
+                    f"{model.max_seq_length}, D={self._dim}; its configuration files give "
+                    f"{seq}, {dim}"
+                )
+        return self._model
+
+    @property
+    def _is_model(self) -> bool:
+        return self._model is not None or self._loader is not None
 
     @property
     def fingerprint(self) -> str | None:
         """sha256 hex of what the encoder computes; ``None`` disables caching (unnamed callable)."""
         if self._identity is None:
             return None
-        if self.model is None:
+        if not self._is_model:
             text = f"posneg.callable.v1|{self._identity}|normalize={bool(self.normalize)}"
         else:
             text = (
@@ -138,9 +167,11 @@ class TextEncoder:
     @property
     def max_seq_length(self) -> int | None:
         """Tokens read per text by a sentence-transformers model; ``None`` for a callable."""
-        if self.model is None:
+        if not self._is_model:
             return None
-        value = self.model.max_seq_length
+        if self._model is None:  # not loaded yet: what the configuration files give
+            return None if self._planned is None else self._planned[0]
+        value = self._model.max_seq_length
         return None if value is None else int(value)
 
     @property
@@ -164,8 +195,11 @@ class TextEncoder:
         items = _check_texts("TextEncoder", texts)
         if not items:
             return torch.zeros((0, self.dim), dtype=torch.float32)
-        if self.model is not None:
-            out = self.model.encode(
+        if self._is_model:
+            model = self.model
+            if model is None:  # loading always gives a model or raises
+                raise RuntimeError("TextEncoder: the model could not be loaded")
+            out = model.encode(
                 items,
                 batch_size=self.batch_size,
                 convert_to_tensor=True,
@@ -232,12 +266,13 @@ class TextEncoder:
         Returns:
             The new fingerprint.
         """
-        if self.model is not None:
-            self._identity = _state_digest(self.model)
+        model = self.model  # loads it if it was not loaded yet
+        if model is not None:
+            self._identity = _state_digest(model)
         return self.fingerprint
 
     def __repr__(self) -> str:
-        kind = "callable" if self.model is None else "sentence-transformers"
+        kind = "sentence-transformers" if self._is_model else "callable"
         fp = "None" if self.fingerprint is None else self.fingerprint[:12]
         return (
             f"TextEncoder(name={self.name!r}, kind={kind}, device={self.device}, "
@@ -399,32 +434,92 @@ def load_encoder(
             raise ValueError(f"{fn}: model folder {str(folder)!r} does not exist")
     else:
         folder = None
-    st = _import_sentence_transformers()
     source = str(folder) if folder is not None else str(model)
-    try:
-        net = st.SentenceTransformer(source, device=str(dev), local_files_only=True)
-    except Exception as exc:  # any loader failure becomes one clear error
-        if folder is not None:
+
+    def load() -> SentenceTransformer:
+        st = _import_sentence_transformers()
+        try:
+            net = st.SentenceTransformer(source, device=str(dev), local_files_only=True)
+        except Exception as exc:  # any loader failure becomes one clear error
+            if folder is not None:
+                raise ValueError(
+                    f"{fn}: model folder {source!r} is not a loadable sentence-transformers "
+                    f"model ({type(exc).__name__}: {exc})"
+                ) from exc
             raise ValueError(
-                f"{fn}: model folder {source!r} is not a loadable sentence-transformers model "
-                f"({type(exc).__name__}: {exc})"
+                f"{fn}: model {source!r} is neither a local folder nor a model in the local "
+                "Hugging Face cache, and no network download happens (offline); pass a model "
+                f"folder, {DEFAULT_MODEL!r} or a callable"
             ) from exc
-        raise ValueError(
-            f"{fn}: model {source!r} is neither a local folder nor a model in the local Hugging "
-            "Face cache, and no network download happens (offline); pass a model folder, "
-            f"{DEFAULT_MODEL!r} or a callable"
-        ) from exc
-    if max_seq_length is not None:
-        net.max_seq_length = max_seq_length
+        if max_seq_length is not None:
+            net.max_seq_length = max_seq_length
+        return net
+
+    label = name or (DEFAULT_MODEL if is_default else str(model))
+    planned = None if folder is None else _planned_from_folder(fn, folder, max_seq_length)
+    if folder is not None and planned is not None:
+        # A plain Transformer -> Pooling (-> Normalize) folder: its identity, sequence length and
+        # D are read from the files, and the model is loaded only when something is encoded, so
+        # a run whose embeddings are all cached never pays for it.
+        return TextEncoder(
+            name=label,
+            identity=_folder_digest(folder),
+            loader=load,
+            planned=planned,
+            device=dev,
+            batch_size=batch_size,
+            normalize=normalize,
+        )
+    net = load()
     weights = _folder_digest(folder) if folder is not None else _state_digest(net)
     return TextEncoder(
-        name=name or (DEFAULT_MODEL if is_default else str(model)),
+        name=label,
         identity=weights,
         model=net,
         device=dev,
         batch_size=batch_size,
         normalize=normalize,
     )
+
+
+def _planned_from_folder(
+    fn: str, folder: Path, max_seq_length: int | None
+) -> tuple[int, int] | None:
+    """(max_seq_length, D) of a plain Transformer -> Pooling (-> Normalize) model folder, read
+    from its configuration files; ``None`` when the folder is anything else (then the model is
+    loaded at once). A configuration file that is not valid JSON is an error now, not later."""
+    configs: dict[str, Any] = {}
+    for rel in ("modules.json", "sentence_bert_config.json", "config.json"):
+        path = folder / rel
+        if not path.is_file():
+            continue
+        try:
+            configs[rel] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(
+                f"{fn}: model folder {str(folder)!r} is not a loadable sentence-transformers "
+                f"model ({rel}: {exc})"
+            ) from exc
+    modules = configs.get("modules.json")
+    bert = configs.get("sentence_bert_config.json")
+    if not isinstance(modules, list) or not isinstance(bert, dict) or "config.json" not in configs:
+        return None
+    kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules if isinstance(m, dict)]
+    if len(kinds) != len(modules) or kinds[:2] != ["Transformer", "Pooling"]:
+        return None
+    if any(k != "Normalize" for k in kinds[2:]):
+        return None
+    pooling_path = folder / str(modules[1].get("path", "")) / "config.json"
+    try:
+        pooling = json.loads(pooling_path.read_text(encoding="utf-8"))
+        dim = int(pooling["word_embedding_dimension"])
+        seq = int(bert["max_seq_length"]) if max_seq_length is None else int(max_seq_length)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    modes = [k for k, v in pooling.items() if k.startswith("pooling_mode_") and v]
+    if modes != ["pooling_mode_mean_tokens"] and modes != ["pooling_mode_cls_token"]:
+        return None  # concatenated poolings change D: let the loaded model say
+    return seq, dim
 
 
 def cache_key(texts: Sequence[str], fingerprint: str, *, shard_size: int) -> str:
