@@ -205,3 +205,82 @@ def check_chunk_size(fn: str, chunk_size: Any) -> int | None:
     if chunk_size is None:
         return None
     return check_int(fn, "chunk_size", chunk_size, min_value=1)
+
+
+def check_id_lists(
+    fn: str,
+    name: str,
+    value: Any,
+    num_rows: int,
+    *,
+    num_ids: int | None = None,
+    device: torch.device | None = None,
+) -> torch.Tensor:
+    """Per-row id lists (e.g. each query's positive corpus rows) as an int64 (Q, P) tensor.
+
+    ``value`` is one sequence of ints per row, or an integer (Q, P) tensor padded with -1. Every
+    row must hold at least one id; ids lie in ``[0, num_ids)`` when ``num_ids`` is given (-1 is
+    padding in a tensor, an error in a list). The result has P >= 1, each row sorted ascending
+    with repeated ids removed and -1 padding last, on ``device`` (CPU when None).
+    """
+    span = "ids >= 0" if num_ids is None else f"the corpus rows [0, {num_ids})"
+    if isinstance(value, torch.Tensor):
+        if value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool:
+            raise TypeError(f"{fn}: {name} must be an integer tensor; got {value.dtype}")
+        if value.dim() != 2 or value.shape[0] != num_rows or value.shape[1] < 1:
+            raise ValueError(
+                f"{fn}: {name} must have shape ({num_rows}, P) with P >= 1 (pad with -1); "
+                f"got {_shape(value)}"
+            )
+        mat = value.detach().to(device="cpu", dtype=torch.int64)
+        bad = mat < -1
+        if num_ids is not None:
+            bad |= mat >= num_ids
+        if bool(bad.any()):
+            i, j = (int(t) for t in bad.nonzero()[0])
+            raise ValueError(f"{fn}: {name}[{i}] holds {int(mat[i, j])}, outside {span}")
+    else:
+        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+            raise TypeError(
+                f"{fn}: {name} must be a sequence of id sequences or an integer (Q, P) tensor "
+                f"padded with -1; got {type(value).__name__}"
+            )
+        if len(value) != num_rows:
+            raise ValueError(
+                f"{fn}: {name} must hold one list per query ({num_rows}); got {len(value)}"
+            )
+        rows: list[list[int]] = []
+        for i, row in enumerate(value):
+            if isinstance(row, (str, bytes)) or not isinstance(row, (Sequence, torch.Tensor)):
+                raise TypeError(
+                    f"{fn}: {name}[{i}] must be a sequence of ints; got {type(row).__name__}"
+                )
+            ids = row.tolist() if isinstance(row, torch.Tensor) else list(row)
+            for v in ids:
+                if isinstance(v, bool) or not isinstance(v, int):
+                    raise TypeError(f"{fn}: {name}[{i}] must hold ints; got {type(v).__name__}")
+                if v < 0 or (num_ids is not None and v >= num_ids):
+                    raise ValueError(f"{fn}: {name}[{i}] holds {v}, outside {span}")
+            rows.append(ids)
+        width = max([1, *(len(r) for r in rows)])
+        mat = torch.full((num_rows, width), -1, dtype=torch.int64)
+        if rows:
+            lengths = torch.tensor([len(r) for r in rows], dtype=torch.int64)
+            filled = torch.arange(width).expand(num_rows, width) < lengths[:, None]
+            mat[filled] = torch.tensor([v for r in rows for v in r], dtype=torch.int64)
+    empty = (mat < 0).all(dim=1).nonzero()
+    if empty.numel():
+        i = int(empty[0])
+        raise ValueError(
+            f"{fn}: every query needs at least one positive; query {i} has none "
+            f"({name}[{i}] is empty)"
+        )
+    # sort each row ascending with the padding last; repeated ids become padding
+    big = torch.iinfo(torch.int64).max
+    mat = torch.where(mat < 0, torch.full_like(mat, big), mat).sort(dim=1).values
+    repeated = torch.zeros_like(mat, dtype=torch.bool)
+    repeated[:, 1:] = mat[:, 1:] == mat[:, :-1]
+    mat = torch.where(repeated, torch.full_like(mat, big), mat).sort(dim=1).values
+    width = max(1, int((mat != big).sum(dim=1).max())) if num_rows else 1
+    mat = mat[:, :width]
+    return torch.where(mat == big, torch.full_like(mat, -1), mat).to(device)

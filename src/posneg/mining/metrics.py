@@ -34,46 +34,9 @@ _FN = "retrieval_metrics"
 
 def _check_relevant(relevant: object, n_queries: int, n_docs: int) -> tuple[torch.Tensor, ...]:
     """Validate ``relevant``; return (query index, doc index) pairs (deduplicated) and counts."""
-    if isinstance(relevant, (str, bytes, torch.Tensor)) or not isinstance(relevant, Sequence):
-        raise TypeError(
-            f"{_FN}: relevant must be a sequence of sequences of corpus row indices; "
-            f"got {type(relevant).__name__}"
-        )
-    if len(relevant) != n_queries:
-        raise ValueError(
-            f"{_FN}: relevant must hold one list per query ({n_queries}); got {len(relevant)}"
-        )
-    q_idx: list[int] = []
-    d_idx: list[int] = []
-    counts: list[int] = []
-    for i, rel in enumerate(relevant):
-        if isinstance(rel, (str, bytes)) or not isinstance(rel, (Sequence, torch.Tensor)):
-            raise TypeError(
-                f"{_FN}: relevant[{i}] must be a sequence of corpus row indices; "
-                f"got {type(rel).__name__}"
-            )
-        rows = rel.tolist() if isinstance(rel, torch.Tensor) else list(rel)
-        seen: set[int] = set()
-        for r in rows:
-            if isinstance(r, bool) or not isinstance(r, int):
-                raise TypeError(
-                    f"{_FN}: relevant[{i}] must hold int corpus row indices; got {type(r).__name__}"
-                )
-            if not 0 <= r < n_docs:
-                raise ValueError(
-                    f"{_FN}: relevant[{i}] holds row {r}, outside the corpus of {n_docs} rows"
-                )
-            seen.add(r)
-        if not seen:
-            raise ValueError(f"{_FN}: relevant[{i}] is empty; every query needs a relevant row")
-        q_idx += [i] * len(seen)
-        d_idx += sorted(seen)
-        counts.append(len(seen))
-    return (
-        torch.tensor(q_idx, dtype=torch.int64),
-        torch.tensor(d_idx, dtype=torch.int64),
-        torch.tensor(counts, dtype=torch.int64),
-    )
+    table = _checks.check_id_lists(_FN, "relevant", relevant, n_queries, num_ids=n_docs)
+    valid = table >= 0
+    return valid.nonzero()[:, 0], table[valid], valid.sum(dim=1)
 
 
 def retrieval_metrics(

@@ -180,67 +180,7 @@ def duplicate_groups(
 
 def _positive_table(positives: Any, n_queries: int, n_docs: int) -> torch.Tensor:
     """(Q, P) int64 table of positive rows, ``-1`` padded; validated."""
-    if isinstance(positives, torch.Tensor):
-        if positives.dtype.is_floating_point or positives.dtype == torch.bool:
-            raise TypeError(f"{_FN}: positives must be an integer tensor; got {positives.dtype}")
-        if positives.dim() != 2 or positives.shape[0] != n_queries:
-            raise ValueError(
-                f"{_FN}: positives as a tensor must have shape (Q={n_queries}, P) with -1 "
-                f"padding; got {tuple(positives.shape)}"
-            )
-        table = positives.detach().to(device="cpu", dtype=torch.int64)
-        if bool((table < -1).any()) or bool((table >= n_docs).any()):
-            raise ValueError(
-                f"{_FN}: positives must hold corpus row indices in [0, {n_docs}) (or -1 as "
-                f"padding); got values in [{int(table.min())}, {int(table.max())}]"
-            )
-        empty = (table < 0).all(dim=1).nonzero()
-        if empty.numel():
-            raise ValueError(
-                f"{_FN}: every query needs at least one positive; query {int(empty[0])} has none"
-            )
-        return table
-    if isinstance(positives, (str, bytes)) or not isinstance(positives, Sequence):
-        raise TypeError(
-            f"{_FN}: positives must be a sequence of sequences of corpus row indices; "
-            f"got {type(positives).__name__}"
-        )
-    if len(positives) != n_queries:
-        raise ValueError(
-            f"{_FN}: positives must hold one list per query ({n_queries}); got {len(positives)}"
-        )
-    lengths: list[int] = []
-    flat: list[int] = []
-    for i, row in enumerate(positives):
-        if isinstance(row, torch.Tensor):
-            row = row.tolist()
-        if isinstance(row, (str, bytes)) or not isinstance(row, Sequence):
-            raise TypeError(
-                f"{_FN}: positives[{i}] must be a sequence of corpus row indices; "
-                f"got {type(row).__name__}"
-            )
-        if len(row) == 0:
-            raise ValueError(f"{_FN}: every query needs at least one positive; query {i} has none")
-        for r in row:
-            if isinstance(r, bool) or not isinstance(r, int):
-                raise TypeError(
-                    f"{_FN}: positives[{i}] must hold int corpus row indices; "
-                    f"got {type(r).__name__}"
-                )
-            if not 0 <= r < n_docs:
-                raise ValueError(
-                    f"{_FN}: positives[{i}] holds {r}, outside the corpus rows [0, {n_docs})"
-                )
-        lengths.append(len(row))
-        flat.extend(row)
-    counts = torch.tensor(lengths, dtype=torch.int64)
-    width = int(counts.max())
-    rows = torch.repeat_interleave(torch.arange(n_queries), counts)
-    start = torch.cumsum(counts, 0) - counts
-    slot = torch.arange(len(flat)) - start[rows]
-    table = torch.full((n_queries, width), -1, dtype=torch.int64)
-    table[rows, slot] = torch.tensor(flat, dtype=torch.int64)
-    return table
+    return _checks.check_id_lists(_FN, "positives", positives, n_queries, num_ids=n_docs)
 
 
 def _own_vector(own_document: Any, n_queries: int, n_docs: int) -> torch.Tensor | None:

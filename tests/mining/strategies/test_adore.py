@@ -307,7 +307,7 @@ def test_errors() -> None:
     index = _Flat(docs)
     with pytest.raises(ValueError, match="adore_candidates: k must be >= 1"):
         adore_candidates(index, queries, 0, [[0]] * 4)
-    with pytest.raises(ValueError, match="one id list per query"):
+    with pytest.raises(ValueError, match="one list per query"):
         adore_candidates(index, queries, 3, [[0]] * 3)
     with pytest.raises(ValueError, match="every query needs at least one positive; query 1"):
         adore_candidates(index, queries, 3, [[0], [], [1], [2]])
