@@ -1,13 +1,19 @@
-"""IRAD's basic resampling: identity, integer shifts (nearest), the analytic ramp (bilinear, with
-and without down/up scaling and per-pixel offsets), scipy and ``F.interpolate`` references,
-offset distribution, generator, dtype, errors.
+"""IRAD's basic resampling: the paper's Eqs. 4-8 in a float64 loop (both samplers, both
+reconstructions), the official helpers' grid, identity, integer shifts (nearest), the analytic
+ramp (bilinear, with and without down/up scaling and per-pixel offsets), scipy and
+``F.interpolate`` references, offset distribution, defaults, generator, dtype, errors.
 
 References: ``scipy.ndimage.map_coordinates(order=1, mode="nearest")`` at the shifted pixel
-centres (the same rule as border padding), and ``torch.nn.functional.interpolate(bilinear,
-align_corners=False)`` for the unshifted down/up resampling.
+centres (the same rule as border padding); ``torch.nn.functional.interpolate(bilinear,
+align_corners=False)`` for the unshifted down/up resampling; ``grid_sample`` on the grid of
+tsingqguo/irad ``utils.py`` (``make_coord`` plus ``shift_scale`` half-pixels), rebuilt here from
+its description.
 """
 
 from __future__ import annotations
+
+import inspect
+import math
 
 import numpy as np
 import pytest
@@ -20,6 +26,7 @@ from sklearn.datasets import load_sample_images
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from posneg.augment.resample import (
+    DEFAULT_SHIFT,
     Resample,
     ResampleParams,
     apply_resample,
@@ -62,7 +69,7 @@ COEF = [(0.7, -0.3, 2.0), (-1.1, 0.45, -5.0), (0.2, 0.9, 0.0)]
 def test_bilinear_ramp_is_shifted_analytically() -> None:
     h, w = 15, 19
     x = _ramp(3, h, w, COEF)
-    p = sample_resample_params(3, h, w, shift=1.5, generator=_gen(1))
+    p = sample_resample_params(3, h, w, shift=1.5, per_pixel=False, generator=_gen(1))
     assert p.offsets is not None
     out = apply_resample(x, p, mode="bilinear")
     m = 2  # interior: sources stay inside the image
@@ -80,7 +87,7 @@ def test_bilinear_ramp_with_down_up_scaling(scale: float) -> None:
     centres map to pixel centres, so a ramp comes back shifted by the offset (interior)."""
     h, w = 24, 30
     x = _ramp(3, h, w, COEF)
-    p = sample_resample_params(3, h, w, shift=1.0, scale=scale, generator=_gen(2))
+    p = sample_resample_params(3, h, w, shift=1.0, scale=scale, per_pixel=False, generator=_gen(2))
     assert p.offsets is not None and p.size == (round(h * scale), round(w * scale))
     out = apply_resample(x, p)
     # each axis is a composition of two centre-preserving linear maps: out(j) = ramp(j + dx)
@@ -115,7 +122,7 @@ def test_bilinear_ramp_with_per_pixel_offsets() -> None:
 def test_bilinear_equals_scipy_map_coordinates() -> None:
     x = PHOTOS.double() / 255
     b, c, h, w = x.shape
-    p = sample_resample_params(b, h, w, shift=2.0, generator=_gen(4))
+    p = sample_resample_params(b, h, w, shift=2.0, per_pixel=False, generator=_gen(4))
     assert p.offsets is not None
     out = apply_resample(x, p, mode="bilinear", padding="border")
     rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
@@ -182,14 +189,46 @@ def test_nearest_ties_go_to_the_lower_right_pixel() -> None:
     assert out.flatten().tolist() == [1, 2, 3, 4, 5, 5]
 
 
-def test_offsets_uniform_in_range() -> None:
-    p = sample_resample_params(20000, 4, 4, shift=0.75, generator=_gen(5))
+@pytest.mark.parametrize("per_pixel", [True, False])
+def test_offsets_uniform_on_zero_to_shift(per_pixel: bool) -> None:
+    """Eq. 8: d1, d2 ~ U(0, gamma), independent per axis (and per pixel with per_pixel)."""
+    n = 2500 if per_pixel else 40000
+    p = sample_resample_params(n, 4, 4, shift=0.75, per_pixel=per_pixel, generator=_gen(5))
     assert p.offsets is not None
+    assert p.offsets.shape == ((n, 2, 4, 4) if per_pixel else (n, 2))
     o = p.offsets.double()
-    assert float(o.abs().max()) <= 0.75
-    assert float(o.mean()) == pytest.approx(0.0, abs=0.01)
-    assert float(o.var()) == pytest.approx(0.75**2 / 3, rel=0.03)
+    assert float(o.min()) >= 0.0 and float(o.max()) <= 0.75
+    for axis in (0, 1):
+        a = o[:, axis].flatten()
+        assert float(a.mean()) == pytest.approx(0.75 / 2, abs=0.005)
+        assert float(a.var()) == pytest.approx(0.75**2 / 12, rel=0.03)
+    # independent axes (and, per pixel, independent neighbours): correlations near 0
+    pairs = [(o[:, 0], o[:, 1])]
+    if per_pixel:
+        pairs += [(o[:, 0, :, :-1], o[:, 0, :, 1:]), (o[:, 1, :-1], o[:, 1, 1:])]
+    for u, v in pairs:
+        c = torch.corrcoef(torch.stack([u.flatten(), v.flatten()]))[0, 1]
+        assert abs(float(c)) < 0.02
+    # every sample draws its own offsets
+    assert not torch.equal(o[0], o[1])
     assert sample_resample_params(3, 4, 4, shift=0.0).offsets is None
+
+
+def test_fixed_sampler_is_eq7_and_draws_nothing() -> None:
+    """Eq. 7: U[i, j] = G[i, j] + [d, d] for every pixel; no random number is drawn."""
+    g = _gen(7)
+    state = g.get_state()
+    before = torch.get_rng_state()
+    p = sample_resample_params(3, 5, 6, shift=1.25, sampler="fixed", generator=g)
+    assert p.offsets is not None and p.offsets.shape == (3, 2)
+    assert torch.equal(p.offsets, torch.full((3, 2), 1.25))
+    assert torch.equal(g.get_state(), state) and torch.equal(torch.get_rng_state(), before)
+    assert sample_resample_params(3, 5, 6, shift=0.0, sampler="fixed").offsets is None
+    # per_pixel has no effect on the fixed sampler; the module is deterministic
+    q = sample_resample_params(3, 5, 6, shift=1.25, sampler="fixed", per_pixel=False)
+    assert q.offsets is not None and torch.equal(q.offsets, p.offsets)
+    mod = Resample(shift=1.5, sampler="fixed")
+    assert torch.equal(mod(PHOTOS, generator=_gen(0)), mod(PHOTOS, generator=_gen(1)))
 
 
 def test_determinism_generator_and_global_rng() -> None:
@@ -261,6 +300,117 @@ def test_no_python_loop_over_the_batch(per_pixel: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# formula: the paper's Eqs. 4-8, pixel by pixel in float64
+# ---------------------------------------------------------------------------------------------
+
+
+def _phi(img: np.ndarray, u: float, v: float, mode: str) -> float:
+    """The reconstruction read at (row u, column v): bilinear (Eq. 5) over the four
+    neighbouring pixels or the nearest pixel (Eq. 6; ties up), indices clamped to the image
+    (border padding)."""
+    h, w = img.shape
+    if mode == "nearest":
+        i = min(max(math.floor(u + 0.5), 0), h - 1)
+        j = min(max(math.floor(v + 0.5), 0), w - 1)
+        return float(img[i, j])
+    u = min(max(u, 0.0), h - 1.0)
+    v = min(max(v, 0.0), w - 1.0)
+    i0, j0 = math.floor(u), math.floor(v)
+    i1, j1 = min(i0 + 1, h - 1), min(j0 + 1, w - 1)
+    a, b = u - i0, v - j0
+    return float(
+        (1 - a) * (1 - b) * img[i0, j0]
+        + (1 - a) * b * img[i0, j1]
+        + a * (1 - b) * img[i1, j0]
+        + a * b * img[i1, j1]
+    )
+
+
+def _naive(x: torch.Tensor, offsets: torch.Tensor, mode: str) -> torch.Tensor:
+    """out[s, c, i, j] = phi(x[s, c])(i + dy, j + dx), offsets (B, 2) or (B, 2, H, W)."""
+    b, c, h, w = x.shape
+    xn, on = x.numpy(), offsets.double().numpy()
+    out = np.zeros((b, c, h, w))
+    for s in range(b):
+        for i in range(h):
+            for j in range(w):
+                dx, dy = (on[s, 0], on[s, 1]) if on.ndim == 2 else (on[s, 0, i, j], on[s, 1, i, j])
+                for ch in range(c):
+                    out[s, ch, i, j] = _phi(xn[s, ch], i + dy, j + dx, mode)
+    return torch.from_numpy(out)
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+@pytest.mark.parametrize("sampler", ["fixed", "uniform"])
+def test_paper_equations_naive_loop(mode: str, sampler: str) -> None:
+    """IR(mode, SAMPLER(d or gamma)) with the defaults (per-pixel offsets, 1.5 px)."""
+    x = torch.rand(2, 2, 7, 9, generator=_gen(8), dtype=torch.float64)
+    g = _gen(9)
+    out = resample(x, mode=mode, sampler=sampler, generator=g)
+    p = sample_resample_params(2, 7, 9, sampler=sampler, generator=_gen(9))
+    assert p.offsets is not None
+    assert p.offsets.shape == ((2, 2) if sampler == "fixed" else (2, 2, 7, 9))
+    ref = _naive(x, p.offsets, mode)
+    if mode == "nearest":
+        # exact except where a source lies within posneg's tie nudge (1/1024 px) below a
+        # pixel boundary: there the module rounds up by design, the loop may round down
+        o = p.offsets.double()
+        o = o.view(2, 2, 1, 1) if o.dim() == 2 else o
+        cols, rows = o[:, 0] + torch.arange(9.0), o[:, 1] + torch.arange(7.0).view(7, 1)
+        frac = torch.stack(torch.broadcast_tensors(cols, rows))
+        near_tie = ((frac + 0.5) % 1.0 > 1.0 - 1.0 / 1024).any(0).unsqueeze(1).expand_as(out)
+        assert torch.equal(out[~near_tie], ref[~near_tie])
+        assert float(near_tie.double().mean()) < 0.05
+    else:
+        torch.testing.assert_close(out, ref, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+def test_fixed_sampler_matches_official_grid(mode: str) -> None:
+    """tsingqguo/irad utils.py: pixel centres -1 + (2k + 1) / n in [-1, 1] plus
+    shift_scale * (1 / n) on both coordinates (make_coord_shift), read by grid_sample with
+    align_corners=False. That is shift_scale / 2 pixels: shift = shift_scale / 2 here."""
+    n = 11
+    x = torch.rand(2, 3, n, n, generator=_gen(10), dtype=torch.float64)
+    for shift_scale in (1.0, 3.0):
+        centres = -1.0 + (2.0 * torch.arange(n, dtype=torch.float64) + 1.0) / n
+        shifted = centres + shift_scale / n
+        gy, gx = torch.meshgrid(shifted, shifted, indexing="ij")
+        grid = torch.stack([gx, gy], dim=-1).expand(2, n, n, 2)
+        if mode == "nearest":  # posneg breaks ties up (a 1/1024 px nudge)
+            grid = grid + (2.0 / 1024) / n
+        ref = F.grid_sample(x, grid, mode=mode, padding_mode="border", align_corners=False)
+        out = resample(x, mode=mode, sampler="fixed", shift=shift_scale / 2)
+        torch.testing.assert_close(out, ref, atol=1e-12, rtol=0)
+
+
+def test_defaults_are_irads_values() -> None:
+    """IRAD Tables 1 and 8: d = gamma = 1.5; Eq. 8: per-pixel U(0, gamma); Eq. 5: bilinear;
+    Eq. 4: the same-size grid (scale 1)."""
+    assert DEFAULT_SHIFT == 1.5
+    expected = {
+        "mode": "bilinear",
+        "scale": 1.0,
+        "shift": 1.5,
+        "sampler": "uniform",
+        "per_pixel": True,
+        "padding": "border",
+    }
+    for fn in (resample, sample_resample_params, Resample.__init__):
+        params = inspect.signature(fn).parameters
+        for name, value in expected.items():
+            if name in params:
+                assert params[name].default == value, (fn, name)
+    mod = Resample()
+    assert (mod.mode, mod.scale, mod.shift, mod.sampler, mod.per_pixel, mod.padding) == tuple(
+        expected.values()
+    )
+    assert "sampler='uniform'" in repr(mod) and "shift=1.5" in repr(mod)
+    p = sample_resample_params(2, 6, 7, generator=_gen(0))
+    assert p.offsets is not None and p.offsets.shape == (2, 2, 6, 7) and p.size == (6, 7)
+
+
+# ---------------------------------------------------------------------------------------------
 # errors
 # ---------------------------------------------------------------------------------------------
 
@@ -281,6 +431,14 @@ def test_errors() -> None:
         resample(x, scale=0.0)
     with pytest.raises(TypeError, match="sample_resample_params: per_pixel must be a bool"):
         resample(x, per_pixel=1)  # type: ignore[arg-type]
+    with pytest.raises(
+        ValueError, match="sample_resample_params: sampler must be one of 'uniform', 'fixed'"
+    ):
+        resample(x, sampler="normal")
+    with pytest.raises(ValueError, match="sample_resample_params: sampler must be one of"):
+        sample_resample_params(2, 8, 8, sampler="gaussian")
+    with pytest.raises(ValueError, match="Resample: sampler must be one of 'uniform', 'fixed'"):
+        Resample(sampler="invariant")
     with pytest.raises(TypeError, match=r"resample: generator must be a torch\.Generator"):
         resample(x, generator=3)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="Resample: scale must be > 0"):

@@ -56,10 +56,14 @@ equal :func:`posneg.augment.functional.brightness` / ``contrast`` / ``color`` on
 (tested). Hue is a YIQ chroma rotation (luma kept exactly), not the HSV hue shift of
 torchvision: it is linear per pixel and vectorises; the two differ.
 
-[unverified]: no public code was found for the paper, and its hyperparameter values were not
-available here. The defaults (mild: 2 px, 3 degrees, 3% zoom, 10% colour, 0.02 turn hue, length
-scale 16 px) are chosen here. Shear fields (in the paper's figure) and the card's optional global
-offset are not implemented.
+[unverified], searched on 2026-11-29 and not found: public code of the paper (public-code
+index: repository names containing ``random-field-aug``, ``random_field_aug`` or
+``randomfieldaug``; code and issue search for the method and the authors' names returned only
+unrelated "random field" augmentations) and the paper's body (web-page search reached only
+abstract pages: arxiv.org/abs/2311.03629, arxiv-vanity, huggingface.co/papers and paper
+listings), so its amplitudes and length scales were not read. The defaults (mild: 2 px, 3
+degrees, 3% zoom, 10% colour, 0.02 turn hue, length scale 16 px) are chosen here. Shear fields
+(in the paper's figure) and the card's optional global offset are not implemented.
 
 Randomness: only in :func:`sample_random_field_params` (``generator=`` honoured; one
 ``torch.randn`` call for the band coefficients of the K active field channels, in the order
@@ -122,7 +126,8 @@ _COLOUR = ("brightness", "contrast", "saturation", "hue")
 _INTERPOLATIONS = ("bilinear", "nearest")
 _PADDINGS = ("reflection", "border", "fill")
 
-#: Defaults chosen here (mild settings; the paper's values were not available) [unverified].
+#: Defaults chosen here (mild settings; the paper's values could not be read, see the module
+#: docstring) [unverified].
 DEFAULT_STRENGTHS: dict[str, float] = {
     "translation": 2.0,
     "rotation": 3.0,
