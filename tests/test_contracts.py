@@ -590,11 +590,14 @@ CONTRACTS: dict[str, Contract] = {
     ),
     "Corruptions": Contract(
         make=lambda dtype, device: _cls("Corruptions")(
-            corruptions=["gaussian_noise", "defocus_blur", "contrast_down", "gamma_up"]
+            "dermamnist",
+            corruptions=["gaussian_noise", "defocus_blur", "contrast_down", "black_corner"],
         ),
         inputs=_image_inputs,
         call=_call_drawing_module,
-        repr_has=("corruptions=['gaussian_noise', 'defocus_blur', 'contrast_down', 'gamma_up']",),
+        repr_has=(
+            "corruptions=['gaussian_noise', 'defocus_blur', 'contrast_down', 'black_corner']",
+        ),
         draws=True,
         half_dtype=None,  # augmentation keeps the input's dtype (AMP dtype kept)
         not_applicable={

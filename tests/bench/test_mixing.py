@@ -19,7 +19,7 @@ from posneg.bench.mixing import BenchConfig, expected_calibration_error, run
 from posneg.data import load_digits
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-FAST_CORRUPTIONS = ("gaussian_noise", "jpeg")
+FAST_CORRUPTIONS = ("gaussian_noise", "jpeg_compression")
 
 
 def _write_npz(path: Path, *, n_per_class: int = 16, side: int = 12) -> Path:
@@ -71,7 +71,7 @@ def _cfg(npz: Path, out: Path, **kw: object) -> BenchConfig:
 def test_run_writes_reports_that_parse(npz: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     techniques = ("none", "mixup:alpha=0.4", "cutmix", "fmix", "resizemix", "randaugment")
-    result = run(_cfg(npz, out, techniques=(*techniques, "corruptions:modality=xray")))
+    result = run(_cfg(npz, out, techniques=(*techniques, "corruptions:dataset=xray")))
     payload = json.loads((out / "results.json").read_text())
     cfg = payload["config"]
     assert cfg["techniques"][1] == "mixup:alpha=0.4"
@@ -90,7 +90,7 @@ def test_run_writes_reports_that_parse(npz: Path, tmp_path: Path) -> None:
         assert len(r["epoch_losses"]) == 1 and np.isfinite(r["final_loss"])
     assert runs[0]["module"] is None
     assert "alpha=0.4" in runs[1]["module"] and "num_classes=3" in runs[1]["module"]
-    assert "xray" in runs[6]["module"]
+    assert "chestmnist" in runs[6]["module"]  # the xray alias resolves to ChestMNIST
     assert set(payload["results"]["gaps"]) == {f"{t} - none" for t in cfg["techniques"][1:]}
     md = (out / "results.md").read_text()
     assert "| mixup:alpha=0.4 |" in md and "sev 5 (%)" in md and "ECE" in md
@@ -269,7 +269,7 @@ def _bench(npz: Path, out: Path, *extra: str) -> list[str]:
         (["-t", "cutmix:alpha=0"], ["--technique 'cutmix:alpha=0'", "alpha"]),
         (["-t", "fmix:decay_power=-2"], ["--technique 'fmix:decay_power=-2'", "decay_power"]),
         (["-t", "randaugment:magnitude=99"], ["randaugment:magnitude=99", "magnitude"]),
-        (["-t", "corruptions:modality=foo"], ["corruptions:modality=foo", "modality"]),
+        (["-t", "corruptions:dataset=foo"], ["corruptions:dataset=foo", "dataset"]),
         (["-t", "mixup:bogus=1"], ["mixup:bogus=1", "bogus"]),
         (["-t", "mixup:num_classes=3"], ["num_classes is set by the bench"]),
         (["-t", "none:alpha=1"], ["'none' takes no arguments"]),
@@ -281,6 +281,8 @@ def _bench(npz: Path, out: Path, *extra: str) -> list[str]:
         (["--lr", "-1"], ["--lr"]),
         (["--test-fraction", "1.5"], ["--test-fraction"]),
         (["--corruption", "fog"], ["--corruption", "'fog'"]),
+        (["--corruption", "gamma_corr_up"], ["--corruption", "not a corruption of dermamnist"]),
+        (["--corruption-dataset", "mri"], ["--corruption-dataset", "'mri'"]),
     ],
 )
 def test_bad_values_are_one_line(

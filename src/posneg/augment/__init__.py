@@ -10,7 +10,15 @@ function :func:`posneg.augment.resample.resample` is not re-exported here, so th
 ``posneg.augment.resample`` keeps meaning the module; use ``Resample`` or import it from there.
 """
 
-from posneg.augment.corruptions import CORRUPTIONS, MODALITIES, SEVERITIES, Corruptions, corrupt
+from posneg.augment.corruptions import (
+    CORRUPTIONS,
+    DATASETS,
+    MODALITIES,
+    Corruptions,
+    augmentation_params,
+    corrupt,
+    severity_table,
+)
 from posneg.augment.randaugment import (
     OPS,
     RandAugment,
@@ -35,10 +43,10 @@ from posneg.augment.resample import (
 
 __all__ = [
     "CORRUPTIONS",
+    "DATASETS",
     "FIELDS",
     "MODALITIES",
     "OPS",
-    "SEVERITIES",
     "Corruptions",
     "RandAugment",
     "RandAugmentParams",
@@ -49,9 +57,11 @@ __all__ = [
     "apply_randaugment",
     "apply_random_field",
     "apply_resample",
+    "augmentation_params",
     "corrupt",
     "gaussian_random_fields",
     "sample_randaugment_params",
     "sample_random_field_params",
     "sample_resample_params",
+    "severity_table",
 ]

@@ -1,6 +1,6 @@
 """`posneg bench mixing`: a small CNN trained once per mixing/augmentation technique.
 
-For every technique (a spec string such as ``mixup:alpha=0.4`` or ``corruptions:modality=xray``)
+For every technique (a spec string such as ``mixup:alpha=0.4`` or ``corruptions:dataset=xray``)
 and every seed, the bench trains the same small CNN classifier on the train split of
 scikit-learn's bundled 8x8 digits, upsampled bilinearly to 32x32 (one channel, values in
 [0, 1], so that boxes, Fourier masks and pasted patches are meaningful), or on a user
@@ -11,7 +11,8 @@ scikit-learn's bundled 8x8 digits, upsampled bilinearly to 32x32 (one channel, v
   ``sum_b |B_b| / n * |acc(B_b) - conf(B_b)|`` with the max softmax probability as confidence,
   bin ``b`` holding confidences in ``(b/15, (b+1)/15]`` (:func:`expected_calibration_error`);
 - **corrupted accuracy** at severities 1..5: the test split corrupted by each of a fixed set of
-  :mod:`posneg.augment.corruptions` (:data:`TEST_CORRUPTIONS`) at that severity, accuracy
+  :mod:`posneg.augment.corruptions` (:data:`TEST_CORRUPTIONS`) at that severity, with the
+  official MedMNIST-C severities of ``corruption_dataset`` (DermaMNIST's by default), accuracy
   averaged over the corruptions. The corrupted test sets are built once per bench run from a
   fixed generator (seed :data:`CORRUPTION_SEED`), so every technique and seed is scored on the
   very same images.
@@ -20,7 +21,7 @@ Techniques (:data:`TECHNIQUES`): ``none`` (plain cross-entropy), the batch-mixin
 ``mixup``, ``cutmix``, ``fmix``, ``resizemix`` (every training batch is mixed; the loss is the
 cross-entropy against the mixed soft targets), and the per-sample augmentations ``randaugment``
 (:class:`~posneg.augment.RandAugment`, defaults N=2, M=9 of 31) and ``corruptions``
-(:class:`~posneg.augment.Corruptions` in augmentation mode, modality ``all`` by default: one
+(:class:`~posneg.augment.Corruptions` in augmentation mode, DermaMNIST's list by default: one
 corruption and a uniform parameter per sample, or identity). Spec arguments go to the
 constructors; ``num_classes`` is set by the bench.
 
@@ -133,19 +134,22 @@ TECHNIQUES: dict[str, Technique] = {
 #: The techniques run when `--technique` is not given: all of them.
 DEFAULT_TECHNIQUES: tuple[str, ...] = tuple(TECHNIQUES)
 
-#: The corruptions of the corrupted test sets (mean over them per severity): noises, blurs,
-#: pixelate, JPEG and a contrast loss. Colour ones (saturate) are left out: they do nothing to
-#: one-channel images; eight keep the evaluation within the CPU budget.
+#: The corruptions of the corrupted test sets (mean over them per severity), all in DermaMNIST's
+#: official list: noises, blurs, pixelate, JPEG and a contrast loss. Eight keep the evaluation
+#: within the CPU budget.
 TEST_CORRUPTIONS: tuple[str, ...] = (
     "gaussian_noise",
     "impulse_noise",
     "speckle_noise",
-    "gaussian_blur",
+    "defocus_blur",
     "motion_blur",
     "pixelate",
-    "jpeg",
+    "jpeg_compression",
     "contrast_down",
 )
+
+#: The MedMNIST data set whose official severities the corrupted test sets use.
+CORRUPTION_DATASET = "dermamnist"
 
 #: Seed of the generator that builds the corrupted test sets (the same for every run).
 CORRUPTION_SEED = 1234
@@ -425,13 +429,17 @@ def _predict(model: nn.Module, x: torch.Tensor, chunk: int = 1024) -> torch.Tens
 
 
 def _corrupted_sets(
-    x: torch.Tensor, names: Sequence[str], device: torch.device
+    x: torch.Tensor,
+    names: Sequence[str],
+    device: torch.device,
+    dataset: str = CORRUPTION_DATASET,
 ) -> dict[tuple[str, int], torch.Tensor]:
-    """The test images under every corruption and severity, from one fixed generator (CPU)."""
+    """The test images under every corruption and severity (``dataset``'s official severities),
+    from one fixed generator (CPU)."""
     gen = torch.Generator().manual_seed(CORRUPTION_SEED)
     xc = x.cpu()
     return {
-        (name, sev): corrupt(xc, name, sev, generator=gen).to(device)
+        (name, sev): corrupt(xc, name, sev, dataset=dataset, generator=gen).to(device)
         for name in names
         for sev in range(1, 6)
     }
@@ -484,6 +492,8 @@ class BenchConfig:
         test_fraction: share of each class held out.
         split_seed: seed of the train/test split (fixed across training seeds).
         corruptions: the corruptions of the corrupted test sets.
+        corruption_dataset: the MedMNIST data set (or modality alias) whose official severities
+            the corrupted test sets use.
         threads: CPU threads for torch (0: min(4, available cores)).
         out: output folder.
         quiet: no progress bars and no table.
@@ -502,6 +512,7 @@ class BenchConfig:
     test_fraction: float = 0.25
     split_seed: int = 0
     corruptions: tuple[str, ...] = TEST_CORRUPTIONS
+    corruption_dataset: str = CORRUPTION_DATASET
     threads: int = 1
     out: str = "runs/mixing"
     quiet: bool = False
@@ -527,12 +538,19 @@ def _validate(cfg: BenchConfig) -> list[Spec]:
         raise UsageError(f"--size: must be in 8..256; got {cfg.size}")
     if not 0.0 < cfg.test_fraction < 1.0:
         raise UsageError(f"--test-fraction: must be in (0, 1); got {cfg.test_fraction}")
-    from posneg.augment import CORRUPTIONS
+    from posneg.augment.corruptions import DATASET_NAMES, DATASETS, MODALITIES
 
+    if cfg.corruption_dataset not in DATASET_NAMES:
+        raise UsageError(
+            f"--corruption-dataset: unknown data set {cfg.corruption_dataset!r}; known: "
+            + ", ".join(DATASET_NAMES)
+        )
+    listed = DATASETS[MODALITIES.get(cfg.corruption_dataset, cfg.corruption_dataset)]
     for name in cfg.corruptions:
-        if name not in CORRUPTIONS:
+        if name not in listed:
             raise UsageError(
-                f"--corruption: unknown corruption {name!r}; known: {', '.join(CORRUPTIONS)}"
+                f"--corruption: {name!r} is not a corruption of {cfg.corruption_dataset}; "
+                f"known: {', '.join(listed)}"
             )
     if cfg.threads < 0:
         raise UsageError(f"--threads: must be >= 0 (0: automatic); got {cfg.threads}")
@@ -763,7 +781,9 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     started = time.perf_counter()
     cpu_started = time.process_time()
     try:
-        corrupted = _corrupted_sets(torch.as_tensor(data.x_test), cfg.corruptions, device)
+        corrupted = _corrupted_sets(
+            torch.as_tensor(data.x_test), cfg.corruptions, device, cfg.corruption_dataset
+        )
         jobs = [(s, seed) for s in specs for seed in seeds]
         with progress_bar(disable=cfg.quiet) as progress:
             overall = progress.add_task("all runs", total=len(jobs) * cfg.epochs)
@@ -837,8 +857,10 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         f"{c}x{h}x{w}, stratified, split seed {cfg.split_seed}), mean ± sample std over seeds "
         f"{seeds}; {cfg.epochs} epochs per run, batch {cfg.batch_size}. ECE: {ECE_BINS} "
         "equal-width bins. Severity columns: accuracy on the test split corrupted by each of "
-        f"{', '.join(cfg.corruptions)} at that severity, averaged over the corruptions "
-        f"(fixed generator seed {CORRUPTION_SEED}); mean corr.: the average over severities 1-5.",
+        f"{', '.join(cfg.corruptions)} at that severity (MedMNIST-C's official "
+        f"{cfg.corruption_dataset} severities, spatial ones scaled by {min(h, w)}/224), averaged "
+        f"over the corruptions (fixed generator seed {CORRUPTION_SEED}); mean corr.: the average "
+        "over severities 1-5.",
     ]
     if gaps:
         notes += ["", "Paired gaps against `none` (percentage points, mean ± std over seeds):", ""]
@@ -905,7 +927,7 @@ def cli(
             "-t",
             help="Technique spec, repeatable: none, mixup, cutmix, fmix, resizemix, "
             "randaugment, corruptions, with constructor arguments as in 'mixup:alpha=0.4' or "
-            "'corruptions:modality=xray'. Default: all.",
+            "'corruptions:dataset=xray'. Default: all.",
         ),
     ] = None,
     epochs: Annotated[int, typer.Option(help="Epochs per run.")] = BenchConfig.epochs,
@@ -946,6 +968,13 @@ def cli(
             + ".",
         ),
     ] = None,
+    corruption_dataset: Annotated[
+        str,
+        typer.Option(
+            help="MedMNIST data set (or modality) whose official severities the corrupted test "
+            "sets use."
+        ),
+    ] = BenchConfig.corruption_dataset,
     threads: Annotated[
         int, typer.Option(help="CPU threads for torch (0: min(4, cores)).")
     ] = BenchConfig.threads,
@@ -972,6 +1001,7 @@ def cli(
         test_fraction=test_fraction,
         split_seed=split_seed,
         corruptions=tuple(corruption) if corruption else TEST_CORRUPTIONS,
+        corruption_dataset=corruption_dataset,
         threads=threads,
         out=str(out),
         quiet=quiet,
