@@ -318,15 +318,6 @@ def _correlate_separable(x: torch.Tensor, k1d: torch.Tensor) -> torch.Tensor:
     return out.view(b, c, h, w)
 
 
-def _gather_shift(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
-    """``out[b, :, y, x] = x[b, :, clamp(y + dy[b]), clamp(x + dx[b])]`` (edge pixels repeated)."""
-    b, c, h, w = x.shape
-    rows = (torch.arange(h, device=x.device).view(1, h) + dy.view(b, 1)).clamp_(0, h - 1)
-    cols = (torch.arange(w, device=x.device).view(1, w) + dx.view(b, 1)).clamp_(0, w - 1)
-    out = x.gather(2, rows.view(b, 1, h, 1).expand(b, c, h, w))
-    return out.gather(3, cols.view(b, 1, 1, w).expand(b, c, h, w))
-
-
 # ---------------------------------------------------------------------------------------------
 # per-sample kernels on float work images in [0, 1]; p: (B,) or (B, 2) float64 parameters
 # ---------------------------------------------------------------------------------------------
@@ -417,10 +408,22 @@ def _motion(x: torch.Tensor, p: torch.Tensor, angle: torch.Tensor, scale: float)
     ox = torch.ceil(i * torch.cos(t) - 0.5).long()
     oy = torch.ceil(i * torch.sin(t) - 0.5).long()
     wx = weight.to(x.dtype)
-    out = torch.zeros_like(x)
+    b, c, h, w = x.shape
+    # edge pixels repeated: a replicate pad by the largest offset, then one flat gather per tap
+    pad = int(torch.maximum(ox.abs().max(), oy.abs().max())) if taps else 0
+    pad = min(pad, max(h, w))
+    ox, oy = ox.clamp(-pad, pad), oy.clamp(-pad, pad)  # farther reads are edge pixels too
+    flat = F.pad(x, (pad, pad, pad, pad), mode="replicate").reshape(b, c, -1)
+    wp = w + 2 * pad
+    grid = (
+        torch.arange(h, device=x.device).view(-1, 1) * wp + torch.arange(w, device=x.device)
+    ).view(1, 1, -1)
+    base = (oy + pad) * wp + (ox + pad)  # (B, taps)
+    out = torch.zeros((b, c, h * w), dtype=x.dtype, device=x.device)
     for k in range(taps):
-        out += wx[:, k].view(-1, 1, 1, 1) * _gather_shift(x, oy[:, k], ox[:, k])
-    return out
+        idx = (grid + base[:, k].view(b, 1, 1)).expand(b, c, h * w)
+        out.addcmul_(flat.gather(2, idx), wx[:, k].view(b, 1, 1))
+    return out.view(b, c, h, w)
 
 
 def _zoom_axis(
@@ -493,48 +496,49 @@ def _box_matrix(n_out: int, n_in: int, x: torch.Tensor) -> torch.Tensor:
     return (weight / weight.sum(dim=1, keepdim=True).clamp_min(1.0)).to(x.dtype)
 
 
-def _box_resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    mh = _box_matrix(h, x.shape[2], x)
-    mw = _box_matrix(w, x.shape[3], x)
-    return torch.einsum("ij,bcjk,lk->bcil", mh, x, mw)
-
-
 def _pixelate(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     """Pillow BOX down-scale to ``int(p W) x int(p H)`` and BOX up-scale, per sample.
 
-    One size for the batch (``corrupt``): two resizes. Several sizes (augmentation): the
-    down-then-up operator of each distinct size is one (H, H) and one (W, W) matrix, gathered per
-    sample and applied in one batched product.
+    The down-scale is two small matrix products (BOX weights), the up-scale picks one pixel per
+    output pixel (an index select). Samples are grouped by target size: one group in
+    :func:`corrupt`, a few in the augmentation mode.
     """
     _, _, h, w = x.shape
     sizes = torch.stack([(p * h).floor().clamp_min(1), (p * w).floor().clamp_min(1)], 1).long()
     distinct, which = torch.unique(sizes, dim=0, return_inverse=True)
-    if distinct.shape[0] == 1:
-        hs, ws = distinct[0].tolist()
-        return _box_resize(_box_resize(x, hs, ws), h, w)
-    mh = torch.stack(
-        [_box_matrix(h, hs, x) @ _box_matrix(hs, h, x) for hs in distinct[:, 0].tolist()]
-    )
-    mw = torch.stack(
-        [_box_matrix(w, ws, x) @ _box_matrix(ws, w, x) for ws in distinct[:, 1].tolist()]
-    )
-    return torch.einsum("bij,bcjk,blk->bcil", mh[which], x, mw[which])
+    out = torch.empty_like(x) if distinct.shape[0] > 1 else x
+    for g, (hs, ws) in enumerate(distinct.tolist()):
+        idx = (which == g).nonzero().squeeze(1) if distinct.shape[0] > 1 else None
+        xs = x if idx is None else x.index_select(0, idx)
+        small = torch.matmul(torch.matmul(_box_matrix(hs, h, x), xs), _box_matrix(ws, w, x).T)
+        up_h = _box_matrix(h, hs, x).argmax(1)  # up-scaling picks one pixel
+        up_w = _box_matrix(w, ws, x).argmax(1)
+        res = small.index_select(2, up_h).index_select(3, up_w)
+        if idx is None:
+            return res
+        out.index_copy_(0, idx, res)
+    return out
+
+
+def _jpeg_u8(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """Pillow JPEG at quality int(p[i]) of a uint8 batch, one sample at a time (see the module
+    docstring); one layout change for the batch each way."""
+    b, c, h, w = x.shape
+    hwc = x.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+    out = np.empty_like(hwc)
+    quality = p.floor().clamp(1, 100).long().tolist()
+    for i in range(b):
+        img = Image.fromarray(hwc[i, :, :, 0] if c == 1 else hwc[i])
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=quality[i])
+        out[i] = np.asarray(Image.open(buf)).reshape(h, w, c)
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous().to(x.device)
 
 
 def _jpeg(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """Pillow JPEG at quality int(p[i]), one sample at a time (see the module docstring)."""
-    u8 = torch.round(x.clamp(0, 1) * 255).to(torch.uint8).cpu()
-    quality = p.floor().clamp(1, 100).long().tolist()
-    outs = []
-    for i in range(x.shape[0]):
-        arr = u8[i].permute(1, 2, 0).numpy()
-        img = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
-        buf = io.BytesIO()
-        img.save(buf, format="JPEG", quality=quality[i])
-        dec = np.array(Image.open(buf))
-        dec = dec.reshape(arr.shape[0], arr.shape[1], -1)
-        outs.append(torch.from_numpy(dec.copy()).permute(2, 0, 1))
-    return (torch.stack(outs).to(device=x.device, dtype=x.dtype)) / 255.0
+    """:func:`_jpeg_u8` of float work images in [0, 1]."""
+    u8 = torch.round(x.clamp(0, 1) * 255).to(torch.uint8)
+    return _jpeg_u8(u8, p).to(x.dtype) / 255.0
 
 
 def _saturate(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -575,6 +579,10 @@ def _randint_between(
     return torch.minimum(low + torch.floor(u * (high - low + 1)), high)
 
 
+#: Most (sample, bubble, patch pixel) entries handled at once when drawing bubbles.
+_BUBBLE_BLOCK = 1 << 22
+
+
 def _bubble_alpha(
     h: int,
     w: int,
@@ -584,20 +592,33 @@ def _bubble_alpha(
     n: torch.Tensor,
     border: float,
 ) -> torch.Tensor:
-    """(B, H, W) float64 alpha (0..255) of the bubble layer: bubble j < n[b] of sample b, drawn
+    """(B, H, W) float32 alpha (0..255) of the bubble layer: bubble j < n[b] of sample b, drawn
     in order, sets alpha 130 on the disk of radius ``r + border`` and then 100 on the disk of
-    radius ``r`` around (cx, cy) (disks ``d^2 <= (radius + 1/2)^2``, Pillow's ellipses)."""
+    radius ``r`` around (cx, cy) (disks ``d^2 <= (radius + 1/2)^2``, Pillow's ellipses).
+
+    Each bubble only touches a square patch around its centre: per pixel, the last bubble whose
+    outer disk covers it wins (a ``scatter_reduce`` max of ``2 j + inside inner disk``).
+    """
     b, slots = r.shape
-    yy = torch.arange(h, device=r.device, dtype=torch.float64).view(1, -1, 1)
-    xx = torch.arange(w, device=r.device, dtype=torch.float64).view(1, 1, -1)
-    alpha = torch.zeros((b, h, w), dtype=torch.float64, device=r.device)
-    for j in range(slots):
-        active = (j < n).view(-1, 1, 1)
-        d2 = (xx - cx[:, j].view(-1, 1, 1)) ** 2 + (yy - cy[:, j].view(-1, 1, 1)) ** 2
-        rj = r[:, j].view(-1, 1, 1)
-        alpha = torch.where(active & (d2 <= (rj + border + 0.5) ** 2), 130.0, alpha)
-        alpha = torch.where(active & (d2 <= (rj + 0.5) ** 2), 100.0, alpha)
-    return alpha
+    reach = math.ceil(float(r.max()) + border + 0.5) if r.numel() else 0
+    d = torch.arange(-reach, reach + 1, device=r.device, dtype=torch.float32)
+    d2 = (d.view(-1, 1) ** 2 + d.view(1, -1) ** 2).view(1, 1, -1)  # (1, 1, P*P)
+    dy = d.view(-1, 1).expand(d.numel(), d.numel()).reshape(1, 1, -1)
+    dx = d.view(1, -1).expand(d.numel(), d.numel()).reshape(1, 1, -1)
+    keys = torch.full((b, h * w), -1, dtype=torch.long, device=r.device)
+    per = max(1, _BUBBLE_BLOCK // max(1, b * d2.shape[-1]))
+    for j0 in range(0, slots, per):
+        sl = slice(j0, min(slots, j0 + per))
+        rj, xj, yj = (t[:, sl, None].float() for t in (r, cx, cy))  # (B, S, 1)
+        j = torch.arange(j0, sl.stop, device=r.device).view(1, -1, 1)
+        yy, xx = yj + dy, xj + dx  # (B, S, P*P)
+        ok = (d2 <= (rj + border + 0.5) ** 2) & (j < n.view(-1, 1, 1))
+        ok &= (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+        key = torch.where(ok, 2 * j + (d2 <= (rj + 0.5) ** 2).long(), -1)
+        pix = torch.where(ok, yy * w + xx, 0).long()
+        keys.scatter_reduce_(1, pix.view(b, -1), key.view(b, -1), reduce="amax")
+    alpha = torch.where(keys < 0, 0.0, torch.where(keys % 2 == 1, 100.0, 130.0))
+    return alpha.view(b, h, w)
 
 
 def _bubble(
@@ -616,20 +637,17 @@ def _bubble(
     cx = _randint_between(edge, (w - edge).clamp_min(edge), generator)
     cy = _randint_between(edge, (h - edge).clamp_min(edge), generator)
     alpha = _bubble_alpha(h, w, cx, cy, rp, n, 2.0 * scale)
-    a = (alpha / 255.0).to(x.dtype).unsqueeze(1)
-    return x * (1 - a) + a
+    a = alpha.div_(255.0).to(x.dtype).unsqueeze(1)
+    return torch.lerp(x, torch.ones((), dtype=x.dtype, device=x.device), a)
 
 
-def _enhance(kind: str, x: torch.Tensor, p: torch.Tensor, quantized: bool) -> torch.Tensor:
-    """Pillow ``ImageEnhance`` brightness/contrast; uint8 inputs through the uint8 kernels."""
-    f = p.clamp_min(0).to(torch.float32 if quantized else x.dtype)
-    op = AF.brightness if kind == "brightness" else AF.contrast
+def _enhance(kind: str, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """Pillow ``ImageEnhance`` brightness/contrast on float work images (uint8 inputs take the
+    uint8 kernels directly, see :func:`_apply`)."""
     if kind == "contrast" and x.shape[1] not in (1, 3):
         return x
-    if quantized:
-        u8 = torch.round(x * 255).to(torch.uint8)
-        return op(u8, f).to(x.dtype) / 255.0
-    return op(x, f)
+    op = AF.brightness if kind == "brightness" else AF.contrast
+    return op(x, p.clamp_min(0).to(x.dtype))
 
 
 def _kernel(
@@ -655,10 +673,10 @@ def _kernel(
     elif name == "shot_noise":
         out = torch.poisson((x * pv).clamp_min(0), generator=generator) / pv
     elif name == "impulse_noise":
+        # one draw per value: hit when u < c, and salt for the lower half of the hits, so
+        # P(hit) = c and P(salt | hit) = 1/2, as scikit-image's two draws
         u = _rng.uniform(tuple(x.shape), device=x.device, dtype=x.dtype, generator=generator)
-        salt = _rng.uniform(tuple(x.shape), device=x.device, dtype=x.dtype, generator=generator)
-        hit = u < pv
-        out = torch.where(hit, (salt < 0.5).to(x.dtype), x)
+        out = torch.where(u < pv, (u < pv * 0.5).to(x.dtype), x)
     elif name == "gaussian_blur":
         out = _gaussian_blur(x, p, scale)
     elif name == "defocus_blur":
@@ -675,9 +693,9 @@ def _kernel(
     elif name == "jpeg_compression":
         out = _jpeg(x, p)
     elif name in ("brightness_up", "brightness_down"):
-        out = _enhance("brightness", x, p, quantized)
+        out = _enhance("brightness", x, p)
     elif name in ("contrast_up", "contrast_down"):
-        out = _enhance("contrast", x, p, quantized)
+        out = _enhance("contrast", x, p)
     elif name == "saturate":
         out = _saturate(x, p)
     elif name in ("gamma_corr_up", "gamma_corr_down"):
@@ -693,13 +711,41 @@ def _kernel(
 
 def _to_unit(x: torch.Tensor) -> torch.Tensor:
     xw = x.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
-    return xw / 255.0 if x.dtype == torch.uint8 else xw
+    return xw.div_(255.0) if x.dtype == torch.uint8 else xw
 
 
 def _from_unit(y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """y (a temporary, changed in place for uint8) back to like's dtype."""
     if like.dtype == torch.uint8:
-        return torch.round(y * 255.0).to(torch.uint8)
+        return y.mul_(255.0).round_().to(torch.uint8)
     return y.to(like.dtype)
+
+
+def _enhance_u8(kind: str, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    if kind == "contrast" and x.shape[1] not in (1, 3):
+        return x
+    op = AF.brightness if kind == "brightness" else AF.contrast
+    return op(x, p.clamp_min(0).to(torch.float32))
+
+
+#: Corruptions computed on uint8 batches directly (Pillow's own arithmetic; no float round trip).
+_UINT8_KERNELS = {
+    "jpeg_compression": _jpeg_u8,
+    "brightness_up": lambda x, p: _enhance_u8("brightness", x, p),
+    "brightness_down": lambda x, p: _enhance_u8("brightness", x, p),
+    "contrast_up": lambda x, p: _enhance_u8("contrast", x, p),
+    "contrast_down": lambda x, p: _enhance_u8("contrast", x, p),
+}
+
+
+def _apply(
+    name: str, x: torch.Tensor, p: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Corruption ``name`` with per-sample float64 parameters p on x (uint8 or float); x's dtype."""
+    if x.dtype == torch.uint8 and name in _UINT8_KERNELS:
+        return _UINT8_KERNELS[name](x, p)
+    out = _kernel(name, _to_unit(x), p, quantized=x.dtype == torch.uint8, generator=generator)
+    return _from_unit(out, x)
 
 
 def _table(dataset: str, name: str, device: torch.device) -> torch.Tensor:
@@ -750,11 +796,8 @@ def corrupt(
     if not 1 <= sev <= 5:
         raise ValueError(f"{fn}: severity must be in 1..5; got {sev}")
     _checks.check_generator(fn, generator, x.device)
-    xw = _to_unit(x)
     p = _table(ds, name, x.device)[sev - 1]
-    p = p.expand(x.shape[0], *p.shape)
-    out = _kernel(name, xw, p, quantized=x.dtype == torch.uint8, generator=generator)
-    return _from_unit(out, x)
+    return _apply(name, x, p.expand(x.shape[0], *p.shape), generator)
 
 
 def augmentation_params(
@@ -836,9 +879,7 @@ class Corruptions(nn.Module):
         b = x.shape[0]
         n = len(self.corruptions)
         choice = _rng.randint(n + 1, (b,), device=x.device, generator=generator)  # n: identity
-        xw = _to_unit(x)
-        quantized = x.dtype == torch.uint8
-        out = xw
+        out = x.clone()
         for k, name in enumerate(self.corruptions):
             idx = (choice == k).nonzero().squeeze(1)
             if idx.numel() == 0:
@@ -846,11 +887,8 @@ class Corruptions(nn.Module):
             p = augmentation_params(
                 self.dataset, name, idx.numel(), device=x.device, generator=generator
             )
-            res = _kernel(
-                name, xw.index_select(0, idx), p, quantized=quantized, generator=generator
-            )
-            out = out.index_copy(0, idx, res)
-        return _from_unit(out, x)
+            out.index_copy_(0, idx, _apply(name, x.index_select(0, idx), p, generator))
+        return out
 
     def extra_repr(self) -> str:
         return f"dataset={self.dataset!r}, corruptions={list(self.corruptions)!r}"
