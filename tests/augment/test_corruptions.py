@@ -318,6 +318,29 @@ def test_blurs_preserve_constant_images() -> None:
         torch.testing.assert_close(out, flat)
 
 
+@pytest.mark.parametrize(
+    "ds,name",
+    [("dermamnist", n) for n in ("defocus_blur", "zoom_blur", "pixelate", "contrast_up")]
+    + [("pathmnist", "saturate"), ("chestmnist", "gaussian_blur"), ("xray", "gamma_corr_up")],
+)
+def test_cpu_blocks_equal_one_block(ds: str, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Corrupting the batch in CPU blocks of samples (here one image per block) gives the same
+    images as one block, for the corruptions that draw nothing."""
+    xf = X.float() / 255
+    whole, whole_f = corrupt(X, name, 4, dataset=ds), corrupt(xf, name, 4, dataset=ds)
+    monkeypatch.setattr(C, "_CPU_BLOCK_VALUES", X[0].numel())
+    assert torch.equal(corrupt(X, name, 4, dataset=ds), whole)
+    torch.testing.assert_close(corrupt(xf, name, 4, dataset=ds), whole_f)
+
+
+def test_cpu_blocks_draws_are_deterministic(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(C, "_CPU_BLOCK_VALUES", X[0].numel())
+    for name in ("gaussian_noise", "motion_blur"):
+        a = corrupt(X, name, 3, generator=torch.Generator().manual_seed(3))
+        b = corrupt(X, name, 3, generator=torch.Generator().manual_seed(3))
+        assert torch.equal(a, b) and not torch.equal(a, X)
+
+
 # ---------------------------------------------------------------------------------------------
 # properties on real photographs, every data set
 # ---------------------------------------------------------------------------------------------
@@ -441,6 +464,14 @@ def test_augmentation_mode_every_dataset_and_custom_list() -> None:
     out = aug(X, generator=torch.Generator().manual_seed(6))
     assert out.shape == X.shape
     assert "dataset='pathmnist', corruptions=['jpeg_compression'" in repr(aug)
+    # modality= (the issue's spelling) selects the modality's data set
+    assert Corruptions(modality="xray").dataset == "chestmnist"
+    assert Corruptions("xray").corruptions == Corruptions(modality="xray").corruptions
+    g = torch.Generator
+    assert torch.equal(
+        corrupt(X, "gamma_corr_up", 2, modality="xray", generator=g().manual_seed(0)),
+        corrupt(X, "gamma_corr_up", 2, dataset="chestmnist", generator=g().manual_seed(0)),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -469,5 +500,9 @@ def test_errors() -> None:
         Corruptions("xray", corruptions=["gaussian_noise", "bubble"])
     with pytest.raises(ValueError, match="Corruptions: corruptions must be a non-empty list"):
         Corruptions(corruptions=[])
+    with pytest.raises(ValueError, match="Corruptions: modality must be one of"):
+        Corruptions(modality="chestmnist")  # a data set, not a modality
+    with pytest.raises(ValueError, match="corrupt: modality must be one of"):
+        corrupt(X, "jpeg_compression", 1, modality="mri")
     with pytest.raises(ValueError, match="severity_table: name must be one of"):
         severity_table("octmnist", "saturate")
