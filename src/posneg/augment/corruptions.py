@@ -267,7 +267,6 @@ CORRUPTIONS: tuple[str, ...] = tuple(name for fold in FOLDS.values() for name in
 #: Names accepted for ``dataset``: the MedMNIST data sets and the modality aliases.
 DATASET_NAMES: tuple[str, ...] = (*DATASETS, *MODALITIES)
 
-_TWO_PARAMS = ("defocus_blur", "motion_blur", "zoom_blur", "bubble")
 
 
 def resolve_dataset(fn: str, dataset: str, modality: str | None = None) -> str:
