@@ -268,7 +268,6 @@ CORRUPTIONS: tuple[str, ...] = tuple(name for fold in FOLDS.values() for name in
 DATASET_NAMES: tuple[str, ...] = (*DATASETS, *MODALITIES)
 
 
-
 def resolve_dataset(fn: str, dataset: str, modality: str | None = None) -> str:
     """A MedMNIST data-set name from a data-set name or a modality alias; ``modality`` (one of
     :data:`MODALITIES`), when given, takes precedence over ``dataset``."""
