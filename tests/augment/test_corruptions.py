@@ -407,6 +407,14 @@ def test_dtype_shape_kept(name: str, dtype: torch.dtype) -> None:
         assert float(out.float().min()) >= 0 and float(out.float().max()) <= 1
 
 
+def test_jpeg_of_other_channel_counts_is_per_channel() -> None:
+    x4 = torch.cat([X, X[:, :1]], 1)  # 4 channels
+    out = corrupt(x4, "jpeg_compression", 2, dataset="pathmnist")
+    for ch in range(4):
+        grey = corrupt(x4[:, ch : ch + 1], "jpeg_compression", 2, dataset="pathmnist")
+        assert torch.equal(out[:, ch : ch + 1], grey)
+
+
 def test_one_channel_images() -> None:
     grey = X[:, :1]
     for name in ("saturate", "contrast_up", "bubble", "defocus_blur"):

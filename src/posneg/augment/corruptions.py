@@ -524,8 +524,12 @@ def _pixelate(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
 
 def _jpeg_u8(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     """Pillow JPEG at quality int(p[i]) of a uint8 batch, one sample at a time (see the module
-    docstring); one layout change for the batch each way."""
+    docstring); one layout change for the batch each way. Images with other than 1 or 3
+    channels are compressed channel by channel as grey images."""
     b, c, h, w = x.shape
+    if c not in (1, 3):  # JPEG holds grey or RGB images: other channel counts, one by one
+        grey = _jpeg_u8(x.reshape(b * c, 1, h, w), p.repeat_interleave(c))
+        return grey.view(b, c, h, w)
     hwc = x.permute(0, 2, 3, 1).contiguous().cpu().numpy()
     out = np.empty_like(hwc)
     quality = p.floor().clamp(1, 100).long().tolist()
