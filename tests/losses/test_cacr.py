@@ -38,7 +38,7 @@ def naive_cacr(
 
     def weights(logits: list[torch.Tensor]) -> list[torch.Tensor]:
         ls = [lg.detach() if detach_weights else lg for lg in logits]
-        m = max(float(lg) for lg in ls)
+        m = max(float(lg.detach()) for lg in ls)  # a constant shift: no gradient
         e = [torch.exp(lg - m) for lg in ls]
         s = sum(e)
         return [x / s for x in e]
