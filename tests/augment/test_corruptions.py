@@ -11,6 +11,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageDraw, ImageEnhance
 from sklearn.datasets import load_sample_images
 
@@ -413,6 +415,33 @@ def test_jpeg_of_other_channel_counts_is_per_channel() -> None:
     for ch in range(4):
         grey = corrupt(x4[:, ch : ch + 1], "jpeg_compression", 2, dataset="pathmnist")
         assert torch.equal(out[:, ch : ch + 1], grey)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    h=st.integers(1, 19),
+    w=st.integers(1, 19),
+    c=st.sampled_from([1, 2, 3, 4]),
+    b=st.integers(1, 3),
+    dtype=st.sampled_from([torch.uint8, torch.float32, torch.float64]),
+    severity=st.integers(1, 5),
+    seed=st.integers(0, 2**16),
+)
+def test_any_shape_every_corruption(
+    h: int, w: int, c: int, b: int, dtype: torch.dtype, severity: int, seed: int
+) -> None:
+    """Every corruption of every data set, and the augmentation mode, on tiny and odd shapes,
+    1-4 channels, uint8 and float: same shape and dtype, values in range, no error."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(b, c, h, w, generator=g, dtype=torch.float64)
+    x = (x * 255).round().to(torch.uint8) if dtype == torch.uint8 else x.to(dtype)
+    for ds, table in DATASETS.items():
+        for name in table:
+            out = corrupt(x, name, severity, dataset=ds, generator=g)
+            assert out.shape == x.shape and out.dtype == dtype, (ds, name)
+            if dtype != torch.uint8:
+                assert 0 <= float(out.min()) and float(out.max()) <= 1, (ds, name)
+        assert Corruptions(ds)(x, generator=g).shape == x.shape
 
 
 def test_one_channel_images() -> None:
