@@ -661,12 +661,12 @@ def _bubble(
 
 
 def _enhance(kind: str, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """Pillow ``ImageEnhance`` brightness/contrast on float work images (uint8 inputs take the
-    uint8 kernels directly, see :func:`_apply`)."""
+    """Pillow ``ImageEnhance`` brightness/contrast on float work images or, through the uint8
+    kernels of :mod:`posneg.augment.functional` (equal to Pillow), on uint8 batches."""
     if kind == "contrast" and x.shape[1] not in (1, 3):
         return x
     op = AF.brightness if kind == "brightness" else AF.contrast
-    return op(x, p.clamp_min(0).to(x.dtype))
+    return op(x, p.clamp_min(0).to(torch.float32 if x.dtype == torch.uint8 else x.dtype))
 
 
 def _kernel(
@@ -740,20 +740,13 @@ def _from_unit(y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return y.to(like.dtype)
 
 
-def _enhance_u8(kind: str, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    if kind == "contrast" and x.shape[1] not in (1, 3):
-        return x
-    op = AF.brightness if kind == "brightness" else AF.contrast
-    return op(x, p.clamp_min(0).to(torch.float32))
-
-
 #: Corruptions computed on uint8 batches directly (Pillow's own arithmetic; no float round trip).
 _UINT8_KERNELS = {
     "jpeg_compression": _jpeg_u8,
-    "brightness_up": lambda x, p: _enhance_u8("brightness", x, p),
-    "brightness_down": lambda x, p: _enhance_u8("brightness", x, p),
-    "contrast_up": lambda x, p: _enhance_u8("contrast", x, p),
-    "contrast_down": lambda x, p: _enhance_u8("contrast", x, p),
+    "brightness_up": lambda x, p: _enhance("brightness", x, p),
+    "brightness_down": lambda x, p: _enhance("brightness", x, p),
+    "contrast_up": lambda x, p: _enhance("contrast", x, p),
+    "contrast_down": lambda x, p: _enhance("contrast", x, p),
 }
 
 
