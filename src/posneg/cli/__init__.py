@@ -20,7 +20,7 @@ from rich.console import Console
 import posneg
 from posneg import registry
 from posneg.bench._common import DemoSummary, UsageError, console, markdown_table, rich_table
-from posneg.mining.cli import mine_cmd
+from posneg.cli.mine import mine_cmd
 
 app = typer.Typer(
     name="posneg",
