@@ -19,7 +19,7 @@ $(VENV)/.torch: $(VENV)/.created
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.torch pyproject.toml
-	$(PIP) install --quiet -e .
+	$(PIP) install --quiet -e ".[all]"
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.torch pyproject.toml

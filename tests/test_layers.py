@@ -1,0 +1,173 @@
+"""The structure holds: arrows point one way, the core imports light, all imports are declared.
+
+- Library packages (every module outside ``posneg.bench`` and ``posneg.cli``) never import the top
+  layer (``posneg.bench``, ``posneg.cli``) or the terminal and plotting libraries (typer, rich,
+  matplotlib), not even lazily inside a function: checked on the source (AST) of every module.
+- ``import posneg.losses, posneg.mixing, posneg.oversampling`` (and the other core families) loads
+  none of transformers, sentence_transformers, typer, rich, matplotlib: checked in a fresh process.
+- Every third-party module imported anywhere in ``src/posneg`` belongs to a distribution named in
+  ``pyproject.toml``'s dependencies or extras.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
+PACKAGE = SRC / "posneg"
+
+TOP_LAYER = ("posneg.bench", "posneg.cli")
+FORBIDDEN_IN_LIBRARY = (*TOP_LAYER, "typer", "rich", "matplotlib")
+HEAVY = ("transformers", "sentence_transformers", "typer", "rich", "matplotlib")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(path: Path, name: str | None = None) -> list[tuple[int, str]]:
+    """Every absolute module a file imports (top level, inside functions, through importlib).
+
+    ``name`` is the file's dotted module name (default: from its place under ``src/``), used to
+    resolve relative imports."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against the file's package
+                base = (name or _module_name(path)).split(".")
+                if path.name != "__init__.py":
+                    base.pop()
+                base = base[: len(base) - (node.level - 1)]
+                module = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                module = node.module or ""
+            found.append((node.lineno, module))
+            found += [(node.lineno, f"{module}.{alias.name}") for alias in node.names]
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            found.append((node.lineno, node.args[0].value))
+    return found
+
+
+def _library_files() -> list[Path]:
+    files = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = _module_name(path)
+        if not any(name == top or name.startswith(top + ".") for top in TOP_LAYER):
+            files.append(path)
+    return files
+
+
+def _is_under(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
+def test_the_walk_sees_every_kind_of_import(tmp_path: Path) -> None:
+    pkg = tmp_path / "src" / "posneg" / "losses"
+    pkg.mkdir(parents=True)
+    probe = pkg / "probe.py"
+    probe.write_text(
+        "import rich.console\n"
+        "from posneg.bench import _terminal\n"
+        "def f():\n"
+        "    import typer\n"
+        "    importlib.import_module('matplotlib.pyplot')\n"
+        "from ..cli import main\n"
+    )
+    found = [m for _, m in _imports(probe, "posneg.losses.probe")]
+    for module in ("rich.console", "posneg.bench", "typer", "matplotlib.pyplot", "posneg.cli"):
+        assert any(_is_under(m, module) for m in found), (module, found)
+
+
+def test_library_packages_never_import_the_top_layer() -> None:
+    files = _library_files()
+    assert len(files) > 40, "the walk found too few library modules"
+    wrong = [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for path in files
+        for line, module in _imports(path)
+        if any(_is_under(module, bad) for bad in FORBIDDEN_IN_LIBRARY)
+    ]
+    assert not wrong, "wrong-way arrows:\n" + "\n".join(wrong)
+
+
+def _loaded_after(statement: str) -> list[str]:
+    code = (
+        f"{statement}\n"
+        "import json, sys\n"
+        f"heavy = {HEAVY!r}\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & set(heavy))))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    )
+    return list(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_core_families_import_light() -> None:
+    loaded = _loaded_after(
+        "import posneg, posneg.losses, posneg.mixing, posneg.oversampling, posneg.negatives, "
+        "posneg.augment, posneg.registry, posneg.distributed\n"
+        "from posneg.losses import DCLLoss"
+    )
+    assert loaded == [], f"importing the core families loaded {loaded}"
+
+
+def test_mining_and_data_load_no_terminal_or_model_library() -> None:
+    loaded = _loaded_after("import posneg.mining, posneg.mining.strategies, posneg.data")
+    assert loaded == [], f"importing posneg.mining / posneg.data loaded {loaded}"
+
+
+def _declared() -> set[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    specs = list(project["dependencies"])
+    for extra, extra_specs in project.get("optional-dependencies", {}).items():
+        if extra != "dev":  # what the library imports must install for users, not only for tests
+            specs += extra_specs
+    names = set()
+    for spec in specs:
+        match = re.match(r"[A-Za-z0-9._-]+", spec)
+        assert match, spec
+        names.add(re.sub(r"[-_.]+", "-", match.group(0)).lower())
+    return names
+
+
+def test_every_imported_package_is_declared() -> None:
+    stdlib = set(sys.stdlib_module_names)
+    owners = importlib.metadata.packages_distributions()
+    declared = _declared()
+    undeclared = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for line, module in _imports(path):
+            top = module.split(".")[0]
+            if not top or top in stdlib or top == "posneg" or top == "__future__":
+                continue
+            dists = owners.get(top)
+            if not dists:
+                pytest.fail(f"{path.relative_to(ROOT)}:{line}: {top} is not installed here")
+            names = {re.sub(r"[-_.]+", "-", d).lower() for d in dists}
+            if not names & declared:
+                undeclared[top] = f"{path.relative_to(ROOT)}:{line} ({', '.join(sorted(names))})"
+    assert not undeclared, f"imported but not declared in pyproject.toml: {undeclared}"
