@@ -235,11 +235,12 @@ def read_npz(
     if not os.path.exists(path):
         raise FileNotFoundError(f"{fn}: no such file: {path}")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            if not hasattr(npz, "files"):
-                raise ValueError(
-                    f"{fn}: {path} is a single .npy array, not an .npz with {' and '.join(names)}"
-                )
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError(
+                f"{fn}: {path} is a single .npy array, not an .npz with {' and '.join(names)}"
+            )
+        with loaded as npz:
             found = list(npz.files)
             missing = [k for k in names if k not in found]
             if missing:
