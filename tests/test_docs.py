@@ -1,14 +1,21 @@
-"""The documentation stays true: README's Python tour runs, the catalogue lists every technique,
-and the README keeps exactly the two set-up commands."""
+"""The documentation stays true: README's Python tour runs, the catalogue equals the registry,
+and the README keeps exactly the two set-up commands.
+
+After changing ``posneg.registry``, rewrite the catalogue's registry columns with::
+
+    .venv/bin/python tests/test_docs.py --fix
+"""
 
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 from posneg import registry
 
 ROOT = Path(__file__).resolve().parents[1]
+CATALOGUE = ROOT / "docs" / "techniques.md"
 
 
 def _python_blocks(text: str) -> list[str]:
@@ -29,9 +36,61 @@ def test_readme_setup_commands() -> None:
     assert commands == ["demo", "test"]
 
 
-def test_catalogue_lists_every_registered_technique() -> None:
-    catalogue = (ROOT / "docs" / "techniques.md").read_text()
-    missing = [t.key for t in registry.TECHNIQUES if f"| {t.key} |" not in catalogue]
-    assert not missing, f"docs/techniques.md lacks rows for {missing}"
-    for t in registry.TECHNIQUES:
-        assert t.module in catalogue, t.module
+def _rows(text: str) -> list[list[str]]:
+    """Cells of every catalogue row (``| key | technique | paper | module | status | ... |``)."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith("| ") and not line.startswith(("| key |", "|---")):
+            out.append([c.strip() for c in line.strip().strip("|").split(" | ")])
+    return out
+
+
+def _registered(key: str) -> registry.Technique | None:
+    try:
+        return registry.get(key)
+    except KeyError:
+        return None
+
+
+def sync_catalogue(text: str) -> str:
+    """``text`` with the paper and module cells of every registered row taken from the registry."""
+    lines = []
+    for line in text.splitlines():
+        cells = line.strip().strip("|").split(" | ") if line.startswith("| ") else []
+        tech = _registered(cells[0]) if len(cells) >= 4 else None
+        if tech is not None:
+            cells[0] = tech.key
+            cells[2] = tech.reference()
+            cells[3] = f"`{tech.module}`"
+            line = "| " + " | ".join(c.strip() for c in cells) + " |"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def test_catalogue_equals_registry() -> None:
+    rows = _rows(CATALOGUE.read_text())
+    keyed = [r for r in rows if r[0] != "-"]
+    keys = [r[0] for r in keyed]
+    registered = [t.key for t in registry.TECHNIQUES]
+    assert sorted(keys) == sorted(registered), (
+        f"catalogue keys {sorted(set(keys) ^ set(registered))} disagree with posneg.registry"
+    )
+    for key, technique, paper, module, *_ in keyed:
+        tech = registry.get(key)
+        assert f"`{tech.name}`" in technique, (key, technique)
+        assert paper == tech.reference(), (key, paper, tech.reference())
+        assert module == f"`{tech.module}`", (key, module)
+
+
+def test_registry_years_match_citations() -> None:
+    """The year in each registry paper is the year of the module's BibTeX entry."""
+    for tech in registry.available():
+        bib = tech.citation()
+        year = re.search(r"year\s*=\s*[{\"]?(\d{4})", bib)
+        if year is None:
+            continue
+        assert year.group(1) in tech.paper, (tech.key, tech.paper, year.group(1))
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--fix"]:
+    CATALOGUE.write_text(sync_catalogue(CATALOGUE.read_text()))

@@ -1,15 +1,32 @@
-"""The explicit registry of techniques: name -> where it lives, its paper, its family.
+"""The one table of techniques: key, class, module, family and paper of every technique.
 
-Nothing registers itself at import time: this table is the single list that `posneg list`,
-`posneg cite` and the contract test suite read. Modules are imported lazily, only when an entry
-is used. Each technique module defines a ``CITATION`` BibTeX string.
+Nothing registers itself at import time: :data:`TECHNIQUES` below is the single list that
+`posneg list`, `posneg cite`, every bench's spec parser, the contract test suite and
+``docs/techniques.md`` (kept equal to it by a test) read. Modules are imported lazily, only when
+an entry is used. Each technique module defines a ``CITATION`` BibTeX string (or a
+``CITATIONS`` dict, class name -> BibTeX, when it holds techniques of several papers).
+
+Example:
+    >>> from posneg import registry
+    >>> registry.get("ft").key
+    'feature_transform'
+    >>> registry.get("dcl").line()
+    'dcl                  losses       Yeh et al., DCL, ECCV 2022'
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
+
+__all__ = ["FAMILIES", "TECHNIQUES", "Technique", "available", "families", "find", "get"]
+
+#: Width of the key and family columns of :meth:`Technique.line` (`posneg list`).
+KEY_WIDTH = 20
+FAMILY_WIDTH = 12
+#: The longest line `posneg list` may print.
+LINE_WIDTH = 100
 
 
 @dataclass(frozen=True)
@@ -17,11 +34,14 @@ class Technique:
     """One registered technique.
 
     Attributes:
-        name: the public class or function name (``DCLLoss``).
-        key: the short spec name used on the CLI (``dcl``).
-        family: the folder it lives in (``losses``).
+        name: the public class name (``DCLLoss``).
+        key: the short name used by `posneg cite`, `posneg list` and bench specs (``dcl``).
+        family: the package it lives in (``losses``).
         module: dotted module path.
-        paper: short paper reference (authors, venue, year, arXiv id).
+        paper: short reference: first authors, the paper's short name, venue and year
+            (``Yeh et al., DCL, ECCV 2022``).
+        arxiv: the arXiv id, or ``""``.
+        aliases: other keys accepted for this technique (old spellings such as ``ft``).
     """
 
     name: str
@@ -29,6 +49,21 @@ class Technique:
     family: str
     module: str
     paper: str
+    arxiv: str = ""
+    aliases: tuple[str, ...] = ()
+
+    def reference(self) -> str:
+        """The paper column of the catalogue: ``paper`` plus the arXiv id when there is one."""
+        return f"{self.paper}, arXiv {self.arxiv}" if self.arxiv else self.paper
+
+    def line(self) -> str:
+        """One `posneg list` line (at most 100 columns): key, family, paper."""
+        text = f"{self.key:<{KEY_WIDTH}} {self.family:<{FAMILY_WIDTH}} {self.paper}"
+        return text if len(text) <= LINE_WIDTH else text[: LINE_WIDTH - 3] + "..."
+
+    def record(self) -> dict[str, Any]:
+        """Every field as a JSON-ready dict (`posneg list --json`)."""
+        return {**asdict(self), "aliases": list(self.aliases), "reference": self.reference()}
 
     def load(self) -> Any:
         """Import and return the registered object."""
@@ -45,244 +80,100 @@ class Technique:
         return str(per_name.get(self.name, module.CITATION)).strip()
 
 
+def _t(
+    name: str,
+    key: str,
+    family: str,
+    module: str,
+    paper: str,
+    arxiv: str = "",
+    aliases: tuple[str, ...] = (),
+) -> Technique:
+    return Technique(name, key, family, f"posneg.{module}", paper, arxiv, aliases)
+
+
+_MOCO = "He et al., MoCo, CVPR 2020"
+_STAR = "Zhan et al., STAR/ADORE, SIGIR 2021"
+_NGAME = "Dahiya et al., NGAME, WSDM 2023"
+
+#: Every technique, in catalogue order.
 TECHNIQUES: tuple[Technique, ...] = (
-    # --- contrastive objectives (issue: foundation) ---
-    Technique(
-        "InfoNCELoss",
-        "info_nce",
-        "losses",
-        "posneg.losses.info_nce",
-        "van den Oord, Li, Vinyals. Representation Learning with Contrastive Predictive Coding. arXiv 1807.03748, 2018",
-    ),
-    Technique(
-        "NTXentLoss",
-        "nt_xent",
-        "losses",
-        "posneg.losses.info_nce",
-        "Chen, Kornblith, Norouzi, Hinton. A Simple Framework for Contrastive Learning (SimCLR). ICML 2020, arXiv 2002.05709",
-    ),
-    Technique(
-        "DCLLoss",
-        "dcl",
-        "losses",
-        "posneg.losses.dcl",
-        "Yeh et al. Decoupled Contrastive Learning. ECCV 2022, arXiv 2110.06848",
-    ),
-    Technique(
-        "DCLWLoss",
-        "dclw",
-        "losses",
-        "posneg.losses.dcl",
-        "Yeh et al. Decoupled Contrastive Learning. ECCV 2022, arXiv 2110.06848",
-    ),
-    Technique(
-        "HCLLoss",
-        "hcl",
-        "losses",
-        "posneg.losses.hcl",
-        "Robinson, Chuang, Sra, Jegelka. Contrastive Learning with Hard Negative Samples. ICLR 2021, arXiv 2010.04592",
-    ),
-    Technique(
-        "CrossModalHCLLoss",
-        "hcl_cross_modal",
-        "losses",
-        "posneg.losses.hcl",
-        "Choi, Beedu, Essa. Multimodal Contrastive Learning with Hard Negative Sampling for HAR. arXiv 2309.01262, 2023",
-    ),
-    Technique(
-        "CACRLoss",
-        "cacr",
-        "losses",
-        "posneg.losses.cacr",
-        "Zheng et al. Contrastive Attraction and Contrastive Repulsion for Representation Learning. TMLR 2023, arXiv 2105.03746",
-    ),
-    Technique(
-        "AMCLLoss",
-        "amcl",
-        "losses",
-        "posneg.losses.amcl",
-        "Wang, Koniusz, Gedeon, Zheng. Adaptive Multi-head Contrastive Learning. ECCV 2024, arXiv 2310.05615",
-    ),
-    Technique(
-        "SupConLoss",
-        "supcon",
-        "losses",
-        "posneg.losses.supcon",
-        "Khosla et al. Supervised Contrastive Learning. NeurIPS 2020, arXiv 2004.11362",
-    ),
-    Technique(
-        "MemoryQueue",
-        "queue",
-        "negatives",
-        "posneg.negatives.queue",
-        "He, Fan, Wu, Xie, Girshick. Momentum Contrast for Unsupervised Visual Representation Learning. CVPR 2020, arXiv 1911.05722",
-    ),
-    Technique(
-        "MoCHi",
-        "mochi",
-        "negatives",
-        "posneg.negatives.mochi",
-        "Kalantidis et al. Hard Negative Mixing for Contrastive Learning. NeurIPS 2020, arXiv 2010.01028",
-    ),
-    Technique(
-        "FeatureTransform",
-        "feature_transform",
-        "negatives",
-        "posneg.negatives.feature_transform",
-        "Zhu, Zhao, Liu, Sun, Chen. Improving Contrastive Learning by Visualizing Feature Transformation. ICCV 2021, arXiv 2108.02982",
-    ),
-    # --- imbalance (issue: imbalance) ---
-    Technique(
-        "SMOTE",
-        "smote",
-        "oversampling",
-        "posneg.oversampling.smote",
-        "Chawla, Bowyer, Hall, Kegelmeyer. SMOTE: Synthetic Minority Over-sampling Technique. JAIR 2002, arXiv 1106.1813",
-    ),
-    Technique(
-        "BorderlineSMOTE",
-        "borderline_smote",
-        "oversampling",
-        "posneg.oversampling.borderline_smote",
-        "Han, Wang, Mao. Borderline-SMOTE. ICIC 2005",
-    ),
-    Technique(
-        "ADASYN",
-        "adasyn",
-        "oversampling",
-        "posneg.oversampling.adasyn",
-        "He, Bai, Garcia, Li. ADASYN: Adaptive Synthetic Sampling Approach for Imbalanced Learning. IJCNN 2008",
-    ),
-    Technique(
-        "SMOTENC",
-        "smotenc",
-        "oversampling",
-        "posneg.oversampling.smotenc",
-        "Chawla, Bowyer, Hall, Kegelmeyer. SMOTE: Synthetic Minority Over-sampling Technique. JAIR 2002, arXiv 1106.1813",
-    ),
-    Technique(
-        "BalancedBatchSampler",
-        "balanced_sampler",
-        "oversampling",
-        "posneg.oversampling.sampler",
-        "Class-balanced batch sampling (imbalanced-learn's BalancedBatchGenerator, as a PyTorch Sampler)",
-    ),
-    Technique(
-        "LaSO",
-        "laso",
-        "oversampling",
-        "posneg.oversampling.laso",
-        "Alfassy et al. LaSO: Label-Set Operations networks for multi-label few-shot learning. CVPR 2019, arXiv 1902.09811",
-    ),
-    Technique(
-        "DiceLoss",
-        "dice",
-        "losses",
-        "posneg.losses.dice",
-        "Li, Sun, Meng, Liang, Wu, Li. Dice Loss for Data-imbalanced NLP Tasks. ACL 2020, arXiv 1911.02855",
-    ),
-    Technique(
-        "FocalLoss",
-        "focal",
-        "losses",
-        "posneg.losses.focal",
-        "Lin, Goyal, Girshick, He, Dollar. Focal Loss for Dense Object Detection. ICCV 2017, arXiv 1708.02002",
-    ),
-    # --- batch mixing (issue: mixing) ---
-    Technique(
-        "MixUp",
-        "mixup",
-        "mixing",
-        "posneg.mixing.mixup",
-        "Zhang, Cisse, Dauphin, Lopez-Paz. mixup: Beyond Empirical Risk Minimization. ICLR 2018, arXiv 1710.09412",
-    ),
-    Technique(
-        "CutMix",
-        "cutmix",
-        "mixing",
-        "posneg.mixing.cutmix",
-        "Yun, Han, Oh, Chun, Choe, Yoo. CutMix: Regularization Strategy to Train Strong Classifiers with Localizable Features. ICCV 2019, arXiv 1905.04899",
-    ),
-    Technique(
-        "FMix",
-        "fmix",
-        "mixing",
-        "posneg.mixing.fmix",
-        "Harris, Marcu, Painter, Niranjan, Prugel-Bennett, Hare. FMix: Enhancing Mixed Sample Data Augmentation. arXiv 2002.12047, 2020",
-    ),
-    Technique(
-        "ResizeMix",
-        "resizemix",
-        "mixing",
-        "posneg.mixing.resizemix",
-        "Qin, Fang, Zhang, Liu, Wang, Wang. ResizeMix: Mixing Data with Preserved Object Information and True Labels. arXiv 2012.11101, 2020",
-    ),
-    Technique(
-        "MinorityMix",
-        "minority_mix",
-        "mixing",
-        "posneg.mixing.minority",
-        "Kim, Lee, Park, Sohn. Hierarchical Visual Primitive Experts for Compositional Zero-Shot Learning (CoT, minority attribute augmentation). ICCV 2023, arXiv 2308.04016",
-    ),
-    # --- augmentation (issue: mixing/augment) ---
-    Technique(
-        "RandAugment",
-        "randaugment",
-        "augment",
-        "posneg.augment.randaugment",
-        "Cubuk, Zoph, Shlens, Le. RandAugment: Practical automated data augmentation with a reduced search space. NeurIPS 2020, arXiv 1909.13719",
-    ),
-    Technique(
-        "Corruptions",
-        "corruptions",
-        "augment",
-        "posneg.augment.corruptions",
-        "Di Salvo, Doerrich, Ledig. MedMNIST-C: Comprehensive benchmark and improved classifier robustness by simulating realistic image corruptions. arXiv 2406.17536, 2024",
-    ),
-    Technique(
-        "RandomField",
-        "random_field",
-        "augment",
-        "posneg.augment.random_field",
-        "Mansfield, Afkanpour, Morningstar, Singhal. Random Field Augmentations for Self-Supervised Representation Learning. NeurIPS 2023 Workshop (PMLR 228), arXiv 2311.03629",
-    ),
-    Technique(
-        "Resample",
-        "resample",
-        "augment",
-        "posneg.augment.resample",
-        "Cao, Li, Cao, Tsang, Liu, Guo. IRAD: Implicit Representation-driven Image Resampling against Adversarial Attacks. ICLR 2024, arXiv 2310.11890 (basic resampling)",
-    ),
-    # --- mining: retrieval training strategies (issue 4) ---
-    Technique(
-        "STARLoss",
-        "star",
-        "mining",
-        "posneg.mining.strategies.star",
-        "Zhan, Mao, Liu, Guo, Zhang, Ma. Optimizing Dense Retrieval Model Training with Hard Negatives (STAR). SIGIR 2021, arXiv 2104.08051",
-    ),
-    Technique(
-        "ADORELoss",
-        "adore",
-        "mining",
-        "posneg.mining.strategies.adore",
-        "Zhan, Mao, Liu, Guo, Zhang, Ma. Optimizing Dense Retrieval Model Training with Hard Negatives (ADORE). SIGIR 2021, arXiv 2104.08051",
-    ),
-    Technique(
-        "TripletMarginOHNMLoss",
-        "triplet_margin_ohnm",
-        "mining",
-        "posneg.mining.strategies.ngame",
-        "Dahiya et al. NGAME: Negative Mining-aware Mini-batching for Extreme Classification. WSDM 2023, arXiv 2207.04452",
-    ),
-    Technique(
-        "NGAMESampler",
-        "ngame_sampler",
-        "mining",
-        "posneg.mining.strategies.ngame",
-        "Dahiya et al. NGAME: Negative Mining-aware Mini-batching for Extreme Classification. WSDM 2023, arXiv 2207.04452",
-    ),
-)
+    # contrastive objectives
+    _t("InfoNCELoss", "info_nce", "losses", "losses.info_nce", "van den Oord et al., CPC, 2018", "1807.03748"),
+    _t("NTXentLoss", "nt_xent", "losses", "losses.info_nce", "Chen et al., SimCLR, ICML 2020", "2002.05709"),
+    _t("DCLLoss", "dcl", "losses", "losses.dcl", "Yeh et al., DCL, ECCV 2022", "2110.06848"),
+    _t("DCLWLoss", "dclw", "losses", "losses.dcl", "Yeh et al., DCL (weighted), ECCV 2022", "2110.06848"),
+    _t("HCLLoss", "hcl", "losses", "losses.hcl", "Robinson et al., HCL, ICLR 2021", "2010.04592"),
+    _t("CrossModalHCLLoss", "hcl_cross_modal", "losses", "losses.hcl", "Choi, Beedu, Essa, multimodal HCL for HAR, 2023", "2309.01262"),
+    _t("CACRLoss", "cacr", "losses", "losses.cacr", "Zheng et al., CACR, TMLR 2023", "2105.03746"),
+    _t("AMCLLoss", "amcl", "losses", "losses.amcl", "Wang et al., AMCL, ECCV 2024", "2310.05615"),
+    _t("SupConLoss", "supcon", "losses", "losses.supcon", "Khosla et al., SupCon, NeurIPS 2020", "2004.11362"),
+    # negatives in embedding space
+    _t("MemoryQueue", "moco", "negatives", "negatives.queue", _MOCO, "1911.05722", ("queue",)),
+    _t("MoCHi", "mochi", "negatives", "negatives.mochi", "Kalantidis et al., MoCHi, NeurIPS 2020", "2010.01028"),
+    _t("FeatureTransform", "feature_transform", "negatives", "negatives.feature_transform", "Zhu et al., Feature Transformation, ICCV 2021", "2108.02982", ("ft",)),
+    # imbalance
+    _t("SMOTE", "smote", "oversampling", "oversampling.smote", "Chawla et al., SMOTE, JAIR 2002", "1106.1813"),
+    _t("BorderlineSMOTE", "borderline_smote", "oversampling", "oversampling.borderline_smote", "Han, Wang, Mao, Borderline-SMOTE, ICIC 2005"),
+    _t("ADASYN", "adasyn", "oversampling", "oversampling.adasyn", "He et al., ADASYN, IJCNN 2008"),
+    _t("SMOTENC", "smotenc", "oversampling", "oversampling.smotenc", "Chawla et al., SMOTE-NC, JAIR 2002", "1106.1813"),
+    _t("BalancedBatchSampler", "balanced_sampler", "oversampling", "oversampling.sampler", "Lemaitre et al., imbalanced-learn balanced batches, JMLR 2017"),
+    _t("LaSO", "laso", "oversampling", "oversampling.laso", "Alfassy et al., LaSO, CVPR 2019", "1902.09811"),
+    _t("DiceLoss", "dice", "losses", "losses.dice", "Li et al., Dice Loss, ACL 2020", "1911.02855"),
+    _t("FocalLoss", "focal", "losses", "losses.focal", "Lin et al., Focal Loss, ICCV 2017", "1708.02002"),
+    # batch mixing
+    _t("MixUp", "mixup", "mixing", "mixing.mixup", "Zhang et al., mixup, ICLR 2018", "1710.09412"),
+    _t("CutMix", "cutmix", "mixing", "mixing.cutmix", "Yun et al., CutMix, ICCV 2019", "1905.04899"),
+    _t("FMix", "fmix", "mixing", "mixing.fmix", "Harris et al., FMix, 2020", "2002.12047"),
+    _t("ResizeMix", "resizemix", "mixing", "mixing.resizemix", "Qin et al., ResizeMix, 2020", "2012.11101"),
+    _t("MinorityMix", "minority_mix", "mixing", "mixing.minority", "Kim et al., CoT minority attribute mixing, ICCV 2023", "2308.04016"),
+    # augmentation
+    _t("RandAugment", "randaugment", "augment", "augment.randaugment", "Cubuk et al., RandAugment, NeurIPS 2020", "1909.13719"),
+    _t("Corruptions", "corruptions", "augment", "augment.corruptions", "Di Salvo et al., MedMNIST-C, 2024", "2406.17536"),
+    _t("RandomField", "random_field", "augment", "augment.random_field", "Mansfield et al., Random Field Augmentations, PMLR 228, 2024", "2311.03629"),
+    _t("Resample", "resample", "augment", "augment.resample", "Cao et al., IRAD (basic resampling), ICLR 2024", "2310.11890"),
+    # retrieval training strategies
+    _t("STARLoss", "star", "mining", "mining.strategies.star", _STAR, "2104.08051"),
+    _t("ADORELoss", "adore", "mining", "mining.strategies.adore", _STAR, "2104.08051"),
+    _t("TripletMarginOHNMLoss", "triplet_margin_ohnm", "mining", "mining.strategies.ngame", _NGAME, "2207.04452"),
+    _t("NGAMESampler", "ngame_sampler", "mining", "mining.strategies.ngame", _NGAME, "2207.04452"),
+)  # fmt: skip
+
+#: The families, in catalogue order.
+FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(t.family for t in TECHNIQUES))
+
+
+def _normal(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
+
+
+def _index() -> dict[str, Technique]:
+    out: dict[str, Technique] = {}
+    for t in TECHNIQUES:
+        for k in (t.key, *t.aliases):
+            out[k] = t
+    return out
+
+
+_BY_KEY = _index()
+
+
+def get(key: str) -> Technique:
+    """The technique of a key or alias (``ft`` -> ``feature_transform``), case-insensitively.
+
+    Raises:
+        KeyError: with the list of known keys when nothing matches.
+    """
+    low = _normal(key)
+    if low in _BY_KEY:
+        return _BY_KEY[low]
+    known = ", ".join(sorted(t.key for t in TECHNIQUES))
+    raise KeyError(f"unknown technique {key!r}; known: {known}")
+
+
+def families() -> tuple[str, ...]:
+    """The family names, in catalogue order."""
+    return FAMILIES
 
 
 def available() -> tuple[Technique, ...]:
@@ -298,14 +189,14 @@ def available() -> tuple[Technique, ...]:
 
 
 def find(name: str) -> Technique:
-    """Look a technique up by class name or spec key, case-insensitively.
+    """Look a technique up by class name, key or alias, case-insensitively.
 
     Raises:
-        KeyError: with the list of known names when nothing matches.
+        KeyError: with the list of known keys when nothing available matches.
     """
-    low = name.lower().replace("-", "_")
+    low = _normal(name)
     for t in available():
-        if low in (t.name.lower(), t.key):
+        if low in (t.name.lower(), t.key, *t.aliases):
             return t
     known = ", ".join(sorted(t.key for t in available()))
     raise KeyError(f"unknown technique {name!r}; known: {known}")
