@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -32,14 +33,46 @@ def test_version_from_a_fresh_process() -> None:
 def test_list_shows_registered_techniques(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("COLUMNS", "1000")  # one table row per line, nothing wrapped
+    monkeypatch.setenv("COLUMNS", "80")  # plain lines: the terminal width changes nothing
     code, out, _ = run_main(["list"], capsys)
     assert code == 0
     available = registry.available()
     assert available, "no registered technique is importable"
     rows = out.splitlines()
-    for tech in available:
-        assert any(tech.key in row and tech.name in row for row in rows), tech.name
+    assert len(rows) == len(available)  # one line per technique
+    for row, tech in zip(rows, available, strict=True):
+        assert len(row) <= 100, row
+        assert row.split()[:2] == [tech.key, tech.family]
+        assert tech.paper in row
+
+
+def test_list_family_and_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_main(["list", "--family", "negatives"], capsys)
+    assert code == 0
+    keys = [line.split()[0] for line in out.splitlines()]
+    assert keys == [t.key for t in registry.available() if t.family == "negatives"]
+    assert "moco" in keys and "feature_transform" in keys
+    code, out, _ = run_main(["list", "--json"], capsys)
+    assert code == 0
+    records = json.loads(out)
+    assert [r["key"] for r in records] == [t.key for t in registry.available()]
+    dcl = next(r for r in records if r["key"] == "dcl")
+    assert dcl["name"] == "DCLLoss" and dcl["module"] == "posneg.losses.dcl"
+    assert dcl["paper"].endswith("2022") and dcl["arxiv"] == "2110.06848"
+
+
+@pytest.mark.parametrize(("alias", "key"), [("ft", "feature_transform"), ("queue", "moco")])
+def test_aliases_resolve_to_one_key(
+    alias: str, key: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert registry.get(alias).key == key
+    code, out, _ = run_main(["cite", alias], capsys)
+    assert code == 0 and out.startswith("@")
+
+
+def test_registry_keys_are_unique() -> None:
+    names = [k for t in registry.TECHNIQUES for k in (t.key, *t.aliases)]
+    assert len(names) == len(set(names))
 
 
 def test_list_unknown_family(capsys: pytest.CaptureFixture[str]) -> None:
@@ -47,6 +80,7 @@ def test_list_unknown_family(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 2
     assert err.strip().splitlines() == [err.strip()]
     assert "--family" in err and "Traceback" not in err
+    assert "losses" in err and "mixing" in err  # the known families
 
 
 @pytest.mark.parametrize("name", ["dcl", "DCLLoss", "nt_xent"])

@@ -8,6 +8,7 @@ stderr and exit code 2, never a traceback (set ``POSNEG_DEBUG=1`` to see the tra
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import sys
 import time
@@ -15,11 +16,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 import posneg
 from posneg import registry
-from posneg.bench._common import DemoSummary, UsageError, console, markdown_table, rich_table
+from posneg._io import atomic_write_text
+from posneg.bench._harness import UsageError
+from posneg.bench._report import DemoSummary, markdown_table
+from posneg.bench._terminal import console, rich_table
 from posneg.cli.mine import mine_cmd
 
 app = typer.Typer(
@@ -56,16 +59,23 @@ def _root(
 
 @app.command("list")
 def list_cmd(
-    family: Annotated[str | None, typer.Option(help="Only this family (losses, ...).")] = None,
+    family: Annotated[
+        str | None, typer.Option("--family", help="Only this family (losses, mixing, ...).")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Full records (class, module, paper, arXiv) as JSON.")
+    ] = False,
 ) -> None:
-    """List the techniques this installation provides."""
+    """List the techniques this installation provides: key, family, paper (one line each)."""
+    if family is not None and family not in registry.FAMILIES:
+        known = ", ".join(registry.FAMILIES)
+        raise UsageError(f"--family: unknown family {family!r}; known: {known}")
     techniques = [t for t in registry.available() if family is None or t.family == family]
-    if family is not None and not techniques:
-        families = sorted({t.family for t in registry.available()})
-        raise UsageError(f"--family: unknown family {family!r}; known: {', '.join(families)}")
-    rows = [(t.key, t.name, t.family, t.module, t.paper) for t in techniques]
-    header = ["key", "name", "family", "module", "paper"]
-    Console().print(rich_table("posneg techniques", header, rows))
+    if as_json:
+        typer.echo(json.dumps([t.record() for t in techniques], indent=2))
+        return
+    for tech in techniques:
+        typer.echo(tech.line())
 
 
 @app.command("cite")
@@ -116,8 +126,6 @@ def demo_cmd(
     console.print(rich_table("posneg demo: summary", header, rows))
     lines = ["# posneg demo", "", markdown_table(header, rows), "", "Reports:", ""]
     lines += [f"- {s.family}: {s.report}" for s in summaries]
-    from posneg.bench._common import atomic_write_text
-
     report = atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
     elapsed = time.perf_counter() - start
     console.print(f"demo finished in {elapsed:.0f} s; summary report: [bold]{report}[/bold]")
