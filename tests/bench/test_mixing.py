@@ -14,9 +14,9 @@ import torch
 from cli_helpers import assert_one_line_error, run_main
 from posneg import cli
 from posneg.bench import mixing
-from posneg.bench._common import UsageError
+from posneg.bench._classifier import corrupted_sets
+from posneg.bench._harness import UsageError
 from posneg.bench.mixing import BenchConfig, expected_calibration_error, run
-from posneg.data import load_digits
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FAST_CORRUPTIONS = ("gaussian_noise", "jpeg_compression")
@@ -149,8 +149,8 @@ def test_threads_restored(npz: Path, tmp_path: Path) -> None:
 
 def test_corrupted_test_sets_are_fixed() -> None:
     x = torch.rand(6, 1, 12, 12)
-    a = mixing._corrupted_sets(x, ("gaussian_noise", "motion_blur"), torch.device("cpu"))
-    b = mixing._corrupted_sets(x, ("gaussian_noise", "motion_blur"), torch.device("cpu"))
+    a = corrupted_sets(x, ("gaussian_noise", "motion_blur"), torch.device("cpu"))
+    b = corrupted_sets(x, ("gaussian_noise", "motion_blur"), torch.device("cpu"))
     assert list(a) == [(n, s) for n in ("gaussian_noise", "motion_blur") for s in range(1, 6)]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(a[("gaussian_noise", 1)], x)
@@ -224,23 +224,12 @@ def test_ece_bad_shapes() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def test_digits_are_upsampled_with_the_shared_split() -> None:
-    data = mixing.load_image_digits(size=16)
-    flat = load_digits()
-    assert data.x_train.shape == (len(flat.x_train), 1, 16, 16)
-    assert data.x_train.min() >= 0.0 and data.x_train.max() <= 1.0
-    assert np.array_equal(data.y_test, flat.y_test)
+def test_loaders_stay_importable_from_the_bench() -> None:
+    from posneg.data import images
 
-
-def test_npz_float_images_are_scaled(tmp_path: Path) -> None:
-    path = tmp_path / "f.npz"
-    rng = np.random.default_rng(0)
-    np.savez(path, X=rng.normal(size=(20, 3, 8, 8)) * 50, y=np.arange(20) % 2)
-    data = mixing.load_image_npz(path)
-    both = np.concatenate([data.x_train, data.x_test])
-    assert data.image_shape == (3, 8, 8)
-    assert both.min() == pytest.approx(0.0) and both.max() == pytest.approx(1.0)
-    assert data.note.startswith("pixels min-max scaled")
+    assert mixing.load_image_digits is images.load_image_digits
+    assert mixing.load_image_npz is images.load_image_npz
+    assert mixing.ImageData is images.ImageData
 
 
 def test_demo_returns_a_summary(npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

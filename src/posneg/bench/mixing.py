@@ -1,37 +1,20 @@
 """`posneg bench mixing`: a small CNN trained once per mixing/augmentation technique.
 
-For every technique (a spec string such as ``mixup:alpha=0.4`` or ``corruptions:dataset=xray``)
-and every seed, the bench trains the same small CNN classifier on the train split of
-scikit-learn's bundled 8x8 digits, upsampled bilinearly to 32x32 (one channel, values in
-[0, 1], so that boxes, Fourier masks and pasted patches are meaningful), or on a user
-``--data file.npz`` of images, and reports on the held-out split:
-
-- **clean accuracy**;
-- **ECE**: expected calibration error with 15 equal-width confidence bins (Guo et al., 2017):
-  ``sum_b |B_b| / n * |acc(B_b) - conf(B_b)|`` with the max softmax probability as confidence,
-  bin ``b`` holding confidences in ``(b/15, (b+1)/15]`` (:func:`expected_calibration_error`);
-- **corrupted accuracy** at severities 1..5: the test split corrupted by each of a fixed set of
-  :mod:`posneg.augment.corruptions` (:data:`TEST_CORRUPTIONS`) at that severity, with the
-  official MedMNIST-C severities of ``corruption_dataset`` (DermaMNIST's by default), accuracy
-  averaged over the corruptions. The corrupted test sets are built once per bench run from a
-  fixed generator (seed :data:`CORRUPTION_SEED`), so every technique and seed is scored on the
-  very same images.
-
-Techniques (:data:`TECHNIQUES`): ``none`` (plain cross-entropy), the batch-mixing modules
-``mixup``, ``cutmix``, ``fmix``, ``resizemix`` (every training batch is mixed; the loss is the
-cross-entropy against the mixed soft targets), and the per-sample augmentations ``randaugment``
-(:class:`~posneg.augment.RandAugment`, defaults N=2, M=9 of 31) and ``corruptions``
-(:class:`~posneg.augment.Corruptions` in augmentation mode, DermaMNIST's list by default: one
-corruption and a uniform parameter per sample, or identity). Spec arguments go to the
-constructors; ``num_classes`` is set by the bench.
-
-Model: ``Conv(C->16, 3x3, stride 2) BN ReLU MaxPool - Conv(16->32) BN ReLU MaxPool -
-Conv(32->64) BN ReLU - global average pool - Linear(64->K)``, fed ``(x - mean) / std`` with one
-scalar mean/std from the clean train pixels; Adam with a cosine learning-rate decay to 0 over
-the run. Every draw (batch order, mixing, augmentation)
-comes from one ``torch.Generator`` per run seeded with the run's seed, on the training device;
-the weights are initialised under that seed in a forked RNG (the global state is left as it was).
-Same seed, same device and same thread count give the same metrics.
+For every technique (a spec string such as ``mixup:alpha=0.4`` or ``corruptions:dataset=xray``,
+parsed by :data:`PARSER` over :mod:`posneg.registry`; arguments go to the constructor,
+``num_classes`` is set by the bench) and every seed, the bench trains the same
+:class:`~posneg.bench._classifier.SmallCNN` on the train split of scikit-learn's 8x8 digits
+upsampled to 32x32 (:func:`posneg.data.images.load_image_digits`) or a user ``--data file.npz``
+(:func:`posneg.data.images.load_image_npz`), and reports on the held-out split: clean accuracy,
+ECE with 15 bins (:func:`expected_calibration_error`) and accuracy under
+:data:`TEST_CORRUPTIONS` at severities 1..5 (MedMNIST-C's official severities of
+``corruption_dataset``; one fixed generator, seed :data:`CORRUPTION_SEED`, so every run is scored
+on the very same images). ``none`` is plain cross-entropy; ``mixup``, ``cutmix``, ``fmix`` and
+``resizemix`` mix every batch (cross-entropy against the soft targets); ``randaugment`` and
+``corruptions`` augment every sample. Adam with a cosine decay to 0. Every draw comes from one
+``torch.Generator`` per run seeded with the run's seed; the weights are initialised under that
+seed in a forked RNG (the global state is left as it was). Same seed, device and thread count:
+same metrics. See ``docs/mixing.md``.
 
 Python use::
 
@@ -43,9 +26,7 @@ Python use::
 from __future__ import annotations
 
 import math
-import os
 import time
-import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,423 +36,63 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import typer
-from rich.console import Console
 from torch import nn
 
-from posneg.augment import Corruptions, RandAugment, corrupt
-from posneg.bench._common import (
-    DemoSummary,
-    Spec,
-    UsageError,
-    atomic_save_figure,
-    console,
-    fmt,
-    mean_std,
-    parse_specs,
-    progress_bar,
-    resolve_device,
-    rich_table,
-    write_report,
+from posneg.bench import _harness as harness
+from posneg.bench import _report
+from posneg.bench._classifier import (
+    CORRUPTION_DATASET,
+    CORRUPTION_SEED,
+    ECE_BINS,
+    TEST_CORRUPTIONS,
+    SmallCNN,
+    aggregate,
+    check_corruptions,
+    corrupted_sets,
+    evaluate,
+    expected_calibration_error,
+    gaps,
+    nan_metrics,
+    soft_cross_entropy,
 )
-from posneg.data.digits import MIN_SAMPLES, _encode_labels, stratified_split
-from posneg.mixing import CutMix, FMix, MixUp, ResizeMix
+from posneg.data.images import ImageData, load_image_digits, load_image_npz
 
 __all__ = [
-    "CORRUPTION_SEED",
-    "DEFAULT_TECHNIQUES",
-    "DEMO_CONFIG",
-    "TECHNIQUES",
-    "TEST_CORRUPTIONS",
-    "BenchConfig",
-    "ImageData",
-    "SmallCNN",
-    "cli",
-    "demo",
-    "expected_calibration_error",
-    "load_image_digits",
-    "load_image_npz",
-    "run",
-]
+    "CORRUPTION_SEED", "DEFAULT_TECHNIQUES", "DEMO_CONFIG", "PARSER", "TECHNIQUES",
+    "TEST_CORRUPTIONS", "BenchConfig", "ImageData", "SmallCNN", "cli", "demo",
+    "expected_calibration_error", "load_image_digits", "load_image_npz", "run",
+]  # fmt: skip
 
+#: Everything `--technique` accepts, in table order: the baseline ``none``, then registry keys
+#: (family ``mixing``: batch-mixing modules; ``augment``: per-sample augmentations).
+TECHNIQUES: tuple[str, ...] = (
+    "none", "mixup", "cutmix", "fmix", "resizemix", "randaugment", "corruptions",
+)  # fmt: skip
 
-# ---------------------------------------------------------------------------------------------
-# techniques
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Technique:
-    """How the bench builds and uses one technique.
-
-    Attributes:
-        key: the spec name.
-        kind: ``plain`` (no change), ``mix`` (a batch-mixing module: ``m(x, y, generator=)``
-            returns mixed images and soft targets) or ``augment`` (``m(x, generator=)``).
-        cls: the constructor (None for ``plain``).
-        forced: constructor arguments the bench always sets (a spec may not override them).
-    """
-
-    key: str
-    kind: str
-    cls: Callable[..., nn.Module] | None = None
-    forced: tuple[str, ...] = ()
-
-
-#: Everything `--technique` accepts, in table order.
-TECHNIQUES: dict[str, Technique] = {
-    t.key: t
-    for t in (
-        Technique("none", "plain"),
-        Technique("mixup", "mix", MixUp, forced=("num_classes",)),
-        Technique("cutmix", "mix", CutMix, forced=("num_classes",)),
-        Technique("fmix", "mix", FMix, forced=("num_classes",)),
-        Technique("resizemix", "mix", ResizeMix, forced=("num_classes",)),
-        Technique("randaugment", "augment", RandAugment),
-        Technique("corruptions", "augment", Corruptions),
-    )
-}
+#: The spec parser of `--technique`.
+PARSER = harness.SpecParser("--technique", "technique", TECHNIQUES, baselines=("none",))
 
 #: The techniques run when `--technique` is not given: all of them.
-DEFAULT_TECHNIQUES: tuple[str, ...] = tuple(TECHNIQUES)
-
-#: The corruptions of the corrupted test sets (mean over them per severity), all in DermaMNIST's
-#: official list: noises, blurs, pixelate, JPEG and a contrast loss. Eight keep the evaluation
-#: within the CPU budget.
-TEST_CORRUPTIONS: tuple[str, ...] = (
-    "gaussian_noise",
-    "impulse_noise",
-    "speckle_noise",
-    "defocus_blur",
-    "motion_blur",
-    "pixelate",
-    "jpeg_compression",
-    "contrast_down",
-)
-
-#: The MedMNIST data set whose official severities the corrupted test sets use.
-CORRUPTION_DATASET = "dermamnist"
-
-#: Seed of the generator that builds the corrupted test sets (the same for every run).
-CORRUPTION_SEED = 1234
-
-#: Number of confidence bins of the expected calibration error.
-ECE_BINS = 15
+DEFAULT_TECHNIQUES: tuple[str, ...] = TECHNIQUES
 
 
-def _build_module(spec: Spec, n_classes: int) -> nn.Module | None:
-    """Instantiate ``spec``'s technique; a bad argument becomes a one-line UsageError."""
-    tech = TECHNIQUES[spec.key]
-    where = f"--technique {spec.label()!r}"
-    for name in tech.forced:
-        if name in spec.kwargs:
-            raise UsageError(f"{where}: {name} is set by the bench (the data's class count)")
-    if tech.cls is None:
+def _is_mix(key: str) -> bool:
+    tech = PARSER.technique(key)
+    return tech is not None and tech.family == "mixing"
+
+
+def _build_module(spec: harness.Spec, n_classes: int) -> nn.Module | None:
+    """Instantiate ``spec``'s technique; a bad argument is the unit's own error, one line."""
+    where = PARSER.where(spec)
+    if PARSER.technique(spec.key) is None:
         if spec.kwargs:
-            raise UsageError(f"{where}: 'none' takes no arguments")
+            raise harness.UsageError(f"{where}: 'none' takes no arguments")
         return None
-    kwargs = dict(spec.kwargs)
-    if "num_classes" in tech.forced:
-        kwargs["num_classes"] = n_classes
-    try:
-        return tech.cls(**kwargs)
-    except (ValueError, TypeError) as exc:
-        raise UsageError(f"{where}: {exc}") from None
-
-
-# ---------------------------------------------------------------------------------------------
-# data
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ImageData:
-    """A stratified train/test split of a labelled image set, float32 pixels in [0, 1].
-
-    Attributes:
-        name: ``digits (8x8 -> 32x32)`` or the user file's path.
-        x_train, x_test: (N, C, H, W) float32 in [0, 1].
-        y_train, y_test: (N,) int64 labels in 0..K-1.
-        classes: the original label values.
-        mean, std: one scalar pair over the clean train pixels (the model's input scaling).
-        note: how the pixels were scaled.
-    """
-
-    name: str
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    classes: np.ndarray
-    mean: float
-    std: float
-    note: str = ""
-
-    @property
-    def n_classes(self) -> int:
-        """K, the number of classes."""
-        return len(self.classes)
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        """(C, H, W)."""
-        c, h, w = self.x_train.shape[1:]
-        return int(c), int(h), int(w)
-
-
-def _split_images(
-    name: str, x: np.ndarray, y: np.ndarray, *, test_fraction: float, seed: int, fn: str, note: str
-) -> ImageData:
-    classes, codes = _encode_labels(fn, y)
-    train_idx, test_idx = stratified_split(codes, test_fraction=test_fraction, seed=seed)
-    x = x.astype(np.float32)
-    x_train = x[train_idx]
-    std = float(x_train.std())
-    return ImageData(
-        name=name,
-        x_train=x_train,
-        y_train=codes[train_idx],
-        x_test=x[test_idx],
-        y_test=codes[test_idx],
-        classes=classes,
-        mean=float(x_train.mean()),
-        std=std if std > 1e-8 else 1.0,
-        note=note,
+    cls = harness.load_technique(spec.key, where)
+    forced = {"num_classes": n_classes} if _is_mix(spec.key) else None
+    return cast(
+        nn.Module, harness.build(cls, spec, where, forced=forced, reason="the data's class count")
     )
-
-
-def load_image_digits(*, size: int = 32, test_fraction: float = 0.25, seed: int = 0) -> ImageData:
-    """scikit-learn's 8x8 digits as (N, 1, size, size) images in [0, 1], bilinear upsampling.
-
-    The split is :func:`posneg.data.stratified_split` (the same split as
-    :func:`posneg.data.load_digits` under the same seed).
-    """
-    from sklearn.datasets import load_digits as _sk_load_digits
-
-    bunch = _sk_load_digits()
-    x = torch.as_tensor(np.asarray(bunch.data, dtype=np.float32) / 16.0).reshape(-1, 1, 8, 8)
-    if size != 8:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-    x = x.clamp(0.0, 1.0)
-    return _split_images(
-        f"digits (8x8 -> {size}x{size})",
-        x.numpy(),
-        np.asarray(bunch.target, dtype=np.int64),
-        test_fraction=test_fraction,
-        seed=seed,
-        fn="load_image_digits",
-        note=f"pixels / 16, bilinear upsampling to {size}x{size}",
-    )
-
-
-def load_image_npz(
-    path: str | os.PathLike[str], *, test_fraction: float = 0.25, seed: int = 0
-) -> ImageData:
-    """A user's ``.npz`` with images ``X`` (N, C, H, W) or (N, H, W) and labels ``y`` (N,).
-
-    Read with ``allow_pickle=False``. uint8 pixels are divided by 255; float pixels already in
-    [0, 1] are kept, others are min-max scaled over the whole array to [0, 1].
-
-    Raises:
-        ValueError: unreadable file, missing arrays, wrong shapes or dtypes, NaN/inf pixels,
-            images smaller than 8x8, fewer than 10 samples or a class with fewer than 2.
-        FileNotFoundError: no such file.
-    """
-    fn = "load_image_npz"
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{fn}: no such file: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            if not hasattr(npz, "files"):
-                raise ValueError(f"{fn}: {path} is a single .npy array, not an .npz with X and y")
-            names = list(npz.files)
-            missing = [k for k in ("X", "y") if k not in names]
-            if missing:
-                raise ValueError(
-                    f"{fn}: {path} must hold arrays 'X' (N, C, H, W) and 'y' (N,); missing "
-                    f"{', '.join(repr(m) for m in missing)}; found: {', '.join(names) or 'nothing'}"
-                )
-            x = np.asarray(npz["X"])
-            y = np.asarray(npz["y"])
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
-        raise ValueError(f"{fn}: cannot read {path} as .npz: {exc}") from None
-    except ValueError as exc:
-        if str(exc).startswith(fn):
-            raise
-        raise ValueError(f"{fn}: cannot read {path} as .npz: {exc}") from None
-    if x.ndim == 3:
-        x = x[:, None]
-    if x.ndim != 4:
-        raise ValueError(f"{fn}: X must have shape (N, C, H, W) or (N, H, W); got {x.shape}")
-    if min(x.shape[2], x.shape[3]) < 8:
-        raise ValueError(f"{fn}: images must be at least 8x8; got {x.shape[2]}x{x.shape[3]}")
-    if y.ndim != 1 or y.shape[0] != x.shape[0]:
-        raise ValueError(f"{fn}: y must have shape ({x.shape[0]},) matching X; got {y.shape}")
-    if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_)):
-        if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == y // 1):
-            y = y.astype(np.int64)
-        else:
-            raise ValueError(f"{fn}: y must hold integer class labels; got dtype {y.dtype}")
-    if x.shape[0] < MIN_SAMPLES:
-        raise ValueError(f"{fn}: X must have at least {MIN_SAMPLES} samples; got {x.shape[0]}")
-    if x.dtype == np.uint8:
-        xf, note = x.astype(np.float64) / 255.0, "uint8 pixels / 255"
-    elif np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer):
-        xf = x.astype(np.float64)
-        if not np.all(np.isfinite(xf)):
-            bad = int(np.count_nonzero(~np.isfinite(xf)))
-            raise ValueError(f"{fn}: X contains {bad} NaN or inf value(s)")
-        lo, hi = float(xf.min()), float(xf.max())
-        if lo >= 0.0 and hi <= 1.0:
-            note = "float pixels in [0, 1], kept"
-        else:
-            xf = (xf - lo) / (hi - lo) if hi > lo else np.zeros_like(xf)
-            note = f"pixels min-max scaled from [{lo:g}, {hi:g}] to [0, 1]"
-    else:
-        raise ValueError(f"{fn}: X must hold real numbers; got dtype {x.dtype}")
-    return _split_images(
-        path,
-        xf,
-        y.astype(np.int64),
-        test_fraction=test_fraction,
-        seed=seed,
-        fn=fn,
-        note=note,
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# model and metrics
-# ---------------------------------------------------------------------------------------------
-
-
-class SmallCNN(nn.Module):
-    """Three 3x3 conv blocks (16, 32, 64 channels; the first with stride 2) and a linear head."""
-
-    mean: torch.Tensor
-    std: torch.Tensor
-
-    def __init__(self, in_channels: int, n_classes: int, *, mean: float, std: float) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(float(mean)))
-        self.register_buffer("std", torch.tensor(float(std)))
-
-        def block(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
-            return [
-                nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
-                nn.BatchNorm2d(cout),
-                nn.ReLU(),
-            ]
-
-        self.features = nn.Sequential(
-            *block(in_channels, 16, 2),
-            nn.MaxPool2d(2, ceil_mode=True),
-            *block(16, 32),
-            nn.MaxPool2d(2, ceil_mode=True),
-            *block(32, 64),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-        )
-        self.head = nn.Linear(64, n_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits (B, K) of images (B, C, H, W) in [0, 1]."""
-        return self.head(self.features((x - self.mean) / self.std))
-
-
-def expected_calibration_error(
-    probs: torch.Tensor, labels: torch.Tensor, *, n_bins: int = ECE_BINS
-) -> float:
-    """Expected calibration error with ``n_bins`` equal-width confidence bins.
-
-    Guo, Pleiss, Sun, Weinberger. On Calibration of Modern Neural Networks. ICML 2017.
-    ``ECE = sum_b |B_b| / n * |acc(B_b) - conf(B_b)|`` where confidence is the largest class
-    probability, the prediction its class (ties: the lowest index), and bin ``b`` (0-based)
-    holds confidences in ``(b / n_bins, (b + 1) / n_bins]`` (a confidence of 0 joins bin 0).
-
-    Args:
-        probs: (N, K) class probabilities.
-        labels: (N,) integer labels.
-        n_bins: number of bins (>= 1).
-
-    Returns:
-        The ECE in [0, 1] as a Python float (computed in float64).
-
-    Example:
-        >>> p = torch.tensor([[0.9, 0.1], [0.6, 0.4]])
-        >>> round(expected_calibration_error(p, torch.tensor([0, 1])), 6)
-        0.35
-    """
-    if probs.dim() != 2 or labels.shape != probs.shape[:1]:
-        raise ValueError(
-            "expected_calibration_error: probs must be (N, K) and labels (N,); got "
-            f"{tuple(probs.shape)} and {tuple(labels.shape)}"
-        )
-    if n_bins < 1:
-        raise ValueError(f"expected_calibration_error: n_bins must be >= 1; got {n_bins}")
-    n = probs.shape[0]
-    if n == 0:
-        return math.nan
-    p = probs.double()
-    conf, pred = p.max(dim=1)
-    correct = (pred == labels).double()
-    idx = (torch.ceil(conf * n_bins) - 1).clamp(0, n_bins - 1).long()
-    count = torch.zeros(n_bins, dtype=torch.float64, device=p.device)
-    count.scatter_add_(0, idx, torch.ones_like(conf))
-    acc_sum = torch.zeros_like(count).scatter_add_(0, idx, correct)
-    conf_sum = torch.zeros_like(count).scatter_add_(0, idx, conf)
-    return float((acc_sum - conf_sum).abs().sum() / n)
-
-
-@torch.no_grad()
-def _predict(model: nn.Module, x: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
-    return torch.cat([F.softmax(model(c), dim=1) for c in x.split(chunk)])
-
-
-def _corrupted_sets(
-    x: torch.Tensor,
-    names: Sequence[str],
-    device: torch.device,
-    dataset: str = CORRUPTION_DATASET,
-) -> dict[tuple[str, int], torch.Tensor]:
-    """The test images under every corruption and severity (``dataset``'s official severities),
-    from one fixed generator (CPU)."""
-    gen = torch.Generator().manual_seed(CORRUPTION_SEED)
-    xc = x.cpu()
-    return {
-        (name, sev): corrupt(xc, name, sev, dataset=dataset, generator=gen).to(device)
-        for name in names
-        for sev in range(1, 6)
-    }
-
-
-def _evaluate(
-    model: nn.Module,
-    x_test: torch.Tensor,
-    y_test: torch.Tensor,
-    corrupted: Mapping[tuple[str, int], torch.Tensor],
-) -> dict[str, Any]:
-    model.eval()
-    probs = _predict(model, x_test)
-    acc = float((probs.argmax(1) == y_test).double().mean())
-    ece = expected_calibration_error(probs, y_test)
-    per: dict[str, list[float]] = {}
-    for (name, _sev), xc in corrupted.items():  # ordered by name, then severity 1..5
-        pred = _predict(model, xc).argmax(1)
-        per.setdefault(name, []).append(float((pred == y_test).double().mean()))
-    by_sev = [float(np.mean([per[name][s] for name in per])) if per else math.nan for s in range(5)]
-    return {
-        "clean_accuracy": acc,
-        "ece": ece,
-        "corrupted_accuracy": by_sev,
-        "mean_corrupted_accuracy": float(np.mean(by_sev)) if per else math.nan,
-        "corrupted_accuracy_per_corruption": per,
-    }
-
-
-# ---------------------------------------------------------------------------------------------
-# the run
-# ---------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -494,7 +115,7 @@ class BenchConfig:
         corruptions: the corruptions of the corrupted test sets.
         corruption_dataset: the MedMNIST data set (or modality alias) whose official severities
             the corrupted test sets use.
-        threads: CPU threads for torch (0: min(4, available cores)).
+        threads: CPU threads for torch (0: automatic, min(4, available cores); N: exactly N).
         out: output folder.
         quiet: no progress bars and no table.
     """
@@ -518,46 +139,22 @@ class BenchConfig:
     quiet: bool = False
 
 
-def _validate(cfg: BenchConfig) -> list[Spec]:
-    specs = parse_specs(cfg.techniques, TECHNIQUES, flag="--technique", what="technique")
+def _validate(cfg: BenchConfig) -> list[harness.Spec]:
+    specs = PARSER.parse(cfg.techniques)
     if cfg.epochs < 1:
-        raise UsageError(f"--epochs: must be >= 1; got {cfg.epochs}")
+        raise harness.UsageError(f"--epochs: must be >= 1; got {cfg.epochs}")
     if cfg.batch_size < 2:
-        raise UsageError(
+        raise harness.UsageError(
             f"--batch-size: must be >= 2 (mixing needs partners); got {cfg.batch_size}"
         )
-    if cfg.seeds < 1:
-        raise UsageError(f"--seeds: must be >= 1 (the number of seeds); got {cfg.seeds}")
-    if cfg.first_seed < 0:
-        raise UsageError(f"--first-seed: must be >= 0; got {cfg.first_seed}")
-    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
-        raise UsageError(f"--lr: must be a finite number > 0; got {cfg.lr}")
-    if not (math.isfinite(cfg.weight_decay) and cfg.weight_decay >= 0):
-        raise UsageError(f"--weight-decay: must be a finite number >= 0; got {cfg.weight_decay}")
-    if not 8 <= cfg.size <= 256:
-        raise UsageError(f"--size: must be in 8..256; got {cfg.size}")
-    if not 0.0 < cfg.test_fraction < 1.0:
-        raise UsageError(f"--test-fraction: must be in (0, 1); got {cfg.test_fraction}")
-    from posneg.augment.corruptions import DATASET_NAMES, DATASETS, MODALITIES
-
-    if cfg.corruption_dataset not in DATASET_NAMES:
-        raise UsageError(
-            f"--corruption-dataset: unknown data set {cfg.corruption_dataset!r}; known: "
-            + ", ".join(DATASET_NAMES)
-        )
-    listed = DATASETS[MODALITIES.get(cfg.corruption_dataset, cfg.corruption_dataset)]
-    for name in cfg.corruptions:
-        if name not in listed:
-            raise UsageError(
-                f"--corruption: {name!r} is not a corruption of {cfg.corruption_dataset}; "
-                f"known: {', '.join(listed)}"
-            )
-    if cfg.threads < 0:
-        raise UsageError(f"--threads: must be >= 0 (0: automatic); got {cfg.threads}")
+    harness.check_common(cfg)
+    harness.check_number("--lr", cfg.lr, low=0.0, closed="none")
+    harness.check_number("--weight-decay", cfg.weight_decay, low=0.0)
+    harness.check_number("--size", cfg.size, low=8, high=256, closed="both")
+    harness.check_number("--test-fraction", cfg.test_fraction, low=0.0, high=1.0, closed="none")
+    check_corruptions(cfg.corruptions, cfg.corruption_dataset)
     if cfg.data is not None and not Path(cfg.data).is_file():
-        raise UsageError(f"--data: no such file: {cfg.data}")
-    if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
-        raise UsageError(f"--out: {cfg.out} exists and is not a folder")
+        raise harness.UsageError(f"--data: no such file: {cfg.data}")
     return specs
 
 
@@ -569,25 +166,11 @@ def _load(cfg: BenchConfig) -> ImageData:
     try:
         return load_image_npz(cfg.data, test_fraction=cfg.test_fraction, seed=cfg.split_seed)
     except (ValueError, OSError) as exc:
-        raise UsageError(f"--data: {exc}") from None
-
-
-def _threads(cfg: BenchConfig) -> int:
-    if cfg.threads:
-        return cfg.threads
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(4, cores))
-
-
-def _soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return -(targets.to(logits.dtype) * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+        raise harness.UsageError(f"--data: {exc}") from None
 
 
 def _train_one(
-    spec: Spec,
+    spec: harness.Spec,
     data: ImageData,
     seed: int,
     cfg: BenchConfig,
@@ -595,13 +178,13 @@ def _train_one(
     corrupted: Mapping[tuple[str, int], torch.Tensor],
     tick: Callable[[], None],
 ) -> dict[str, Any]:
-    tech = TECHNIQUES[spec.key]
-    c = data.image_shape[0]
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        model = SmallCNN(c, data.n_classes, mean=data.mean, std=data.std).to(device)
+        model = SmallCNN(data.image_shape[0], data.n_classes, mean=data.mean, std=data.std)
+        model = model.to(device)
     module = _build_module(spec, data.n_classes)
+    mix = _is_mix(spec.key)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator(device=device).manual_seed(seed)
     x = torch.as_tensor(data.x_train, device=device)
@@ -610,8 +193,7 @@ def _train_one(
     bs = min(cfg.batch_size, n)
     steps_per_epoch = math.ceil(n / bs)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch)
-    start = time.perf_counter()
-    cpu_start = time.process_time()
+    start, cpu_start = time.perf_counter(), time.process_time()
     epoch_losses: list[float] = []
     diverged_at: int | None = None
     for epoch in range(cfg.epochs):
@@ -621,10 +203,10 @@ def _train_one(
         for step in range(steps_per_epoch):
             idx = perm[step * bs : (step + 1) * bs]
             xb, yb = x[idx], y[idx]
-            if tech.kind == "mix" and module is not None:
+            if mix and module is not None:
                 mixed = module(xb, yb, generator=gen)
                 targets = cast(torch.Tensor, mixed.targets)  # given targets -> soft targets
-                loss = _soft_cross_entropy(model(mixed.x), targets)
+                loss = soft_cross_entropy(model(mixed.x), targets)
             else:
                 if module is not None:
                     xb = module(xb, generator=gen)
@@ -634,28 +216,17 @@ def _train_one(
             opt.step()
             sched.step()
             total += loss.detach().double()
-        mean_loss = float(total) / steps_per_epoch
-        epoch_losses.append(mean_loss)
+        epoch_losses.append(float(total) / steps_per_epoch)
         tick()
-        if not math.isfinite(mean_loss):
-            diverged_at = epoch + 1
-            for _ in range(epoch + 1, cfg.epochs):
-                tick()
+        if not math.isfinite(epoch_losses[-1]):
+            diverged_at = epoch + 1  # the grid runner counts the epochs left
             break
-    train_s = time.perf_counter() - start
-    cpu_s = time.process_time() - cpu_start
-    x_test = torch.as_tensor(data.x_test, device=device)
-    y_test = torch.as_tensor(data.y_test, device=device)
+    train_s, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
     if diverged_at is None:
-        metrics = _evaluate(model, x_test, y_test, corrupted)
+        x_test = torch.as_tensor(data.x_test, device=device)
+        metrics = evaluate(model, x_test, torch.as_tensor(data.y_test, device=device), corrupted)
     else:
-        metrics = {
-            "clean_accuracy": math.nan,
-            "ece": math.nan,
-            "corrupted_accuracy": [math.nan] * 5,
-            "mean_corrupted_accuracy": math.nan,
-            "corrupted_accuracy_per_corruption": {},
-        }
+        metrics = nan_metrics()
     return {
         "technique": spec.label(),
         "key": spec.key,
@@ -671,48 +242,64 @@ def _train_one(
     }
 
 
-def _aggregate(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    groups: dict[str, list[Mapping[str, Any]]] = {}
-    for r in runs:
-        groups.setdefault(r["technique"], []).append(r)
-    out = []
-    for label, rs in groups.items():
-        am, asd = mean_std([r["clean_accuracy"] for r in rs])
-        em, esd = mean_std([r["ece"] for r in rs])
-        mm, msd = mean_std([r["mean_corrupted_accuracy"] for r in rs])
-        sev = [mean_std([r["corrupted_accuracy"][s] for r in rs]) for s in range(5)]
-        out.append(
-            {
-                "technique": label,
-                "seeds": [r["seed"] for r in rs],
-                "clean_accuracy_mean": am,
-                "clean_accuracy_std": asd,
-                "ece_mean": em,
-                "ece_std": esd,
-                "corrupted_accuracy_mean": [m for m, _ in sev],
-                "corrupted_accuracy_std": [s for _, s in sev],
-                "mean_corrupted_accuracy_mean": mm,
-                "mean_corrupted_accuracy_std": msd,
-                "train_seconds_mean": mean_std([r["train_seconds"] for r in rs])[0],
-                "train_cpu_seconds_mean": mean_std([r["train_cpu_seconds"] for r in rs])[0],
-            }
-        )
-    return out
-
-
-def _gap(runs: Sequence[Mapping[str, Any]], a: str, b: str, metric: str) -> dict[str, Any] | None:
-    """Paired per-seed difference ``a - b`` of ``metric``."""
-    by = {(r["technique"], r["seed"]): r for r in runs}
-    seeds = sorted(s for (t, s) in by if t == a and (b, s) in by)
-    if not seeds:
-        return None
-    d = [by[(a, s)][metric] - by[(b, s)][metric] for s in seeds]
-    m, sd = mean_std(d)
-    return {"seeds": seeds, "mean": m, "std": sd}
-
-
 def _pct(mean: float, sd: float, n: int) -> str:
-    return fmt(mean, sd, pct=True) if n > 1 or math.isnan(mean) else f"{100 * mean:.1f}"
+    return _report.fmt(mean, sd, pct=True) if n > 1 or math.isnan(mean) else f"{100 * mean:.1f}"
+
+
+def _table(agg: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[tuple[str, ...]]]:
+    header = ["technique", "clean acc (%)", "ECE", *[f"sev {s} (%)" for s in range(1, 6)]]
+    header += ["mean corr. (%)", "CPU s / run"]
+    rows = []
+    for a in agg:
+        n = len(a["seeds"])
+        rows.append(
+            (
+                a["technique"],
+                _pct(a["clean_accuracy_mean"], a["clean_accuracy_std"], n),
+                _report.fmt(a["ece_mean"], a["ece_std"]) if n > 1 else f"{a['ece_mean']:.3f}",
+                *[f"{100 * m:.1f}" for m in a["corrupted_accuracy_mean"]],
+                _pct(a["mean_corrupted_accuracy_mean"], a["mean_corrupted_accuracy_std"], n),
+                f"{a['train_cpu_seconds_mean']:.1f}",
+            )
+        )
+    return header, rows
+
+
+def _notes(
+    cfg: BenchConfig,
+    data: ImageData,
+    seeds: Sequence[int],
+    runs: Sequence[Mapping[str, Any]],
+    paired: Mapping[str, Any],
+) -> list[str]:
+    c, h, w = data.image_shape
+    notes = [
+        f"Held-out metrics on {data.name} ({len(data.x_train)} train / {len(data.x_test)} test, "
+        f"{c}x{h}x{w}, stratified, split seed {cfg.split_seed}), mean ± sample std over seeds "
+        f"{list(seeds)}; {cfg.epochs} epochs per run, batch {cfg.batch_size}. ECE: {ECE_BINS} "
+        "equal-width bins. Severity columns: accuracy on the test split corrupted by each of "
+        f"{', '.join(cfg.corruptions)} at that severity (MedMNIST-C's official "
+        f"{cfg.corruption_dataset} severities, spatial ones scaled by {min(h, w)}/224), averaged "
+        f"over the corruptions (fixed generator seed {CORRUPTION_SEED}); mean corr.: the average "
+        "over severities 1-5.",
+    ]
+    if paired:
+        notes += ["", "Paired gaps against `none` (percentage points, mean ± std over seeds):", ""]
+        for name, g in paired.items():
+            ca, mc = g["clean_accuracy"], g["mean_corrupted_accuracy"]
+            if ca is None or mc is None:
+                continue
+            sd = [f" ± {100 * g['std']:.1f}" if len(ca["seeds"]) > 1 else "" for g in (ca, mc)]
+            notes.append(
+                f"- {name}: clean {100 * ca['mean']:+.1f}{sd[0]}, "
+                f"mean corrupted {100 * mc['mean']:+.1f}{sd[1]}"
+            )
+    diverged = [r for r in runs if r["diverged_at_epoch"] is not None]
+    if diverged:
+        notes += ["", "Diverged runs (non-finite loss; metrics n/a): " + ", ".join(
+            f"{r['technique']} seed={r['seed']} (epoch {r['diverged_at_epoch']})" for r in diverged
+        )]  # fmt: skip
+    return notes
 
 
 def _plot(out: Path, agg: Sequence[Mapping[str, Any]]) -> Path:
@@ -730,29 +317,20 @@ def _plot(out: Path, agg: Sequence[Mapping[str, Any]]) -> Path:
     ax.set_ylabel("test accuracy (%), mean over corruptions")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    labels = [a["technique"] for a in agg]
-    xs = np.arange(len(labels))
-    ax_acc.bar(
-        xs,
-        [100 * a["clean_accuracy_mean"] for a in agg],
-        yerr=[100 * a["clean_accuracy_std"] for a in agg],
-        capsize=2,
-    )
-    finite = [
-        100 * a["clean_accuracy_mean"] for a in agg if math.isfinite(a["clean_accuracy_mean"])
-    ]
-    ax_acc.set_ylim(max(0.0, min(finite, default=0.0) - 5), 100)
+    xs = np.arange(len(agg))
+    acc = [100 * a["clean_accuracy_mean"] for a in agg]
+    ax_acc.bar(xs, acc, yerr=[100 * a["clean_accuracy_std"] for a in agg], capsize=2)
+    ax_acc.set_ylim(max(0.0, min([v for v in acc if math.isfinite(v)], default=0.0) - 5), 100)
     ax_acc.set_ylabel("clean accuracy (%)")
-    ax_ece.bar(
-        xs, [a["ece_mean"] for a in agg], yerr=[a["ece_std"] for a in agg], capsize=2, color="C1"
-    )
+    ece, ece_sd = [a["ece_mean"] for a in agg], [a["ece_std"] for a in agg]
+    ax_ece.bar(xs, ece, yerr=ece_sd, capsize=2, color="C1")
     ax_ece.set_ylabel(f"ECE ({ECE_BINS} bins)")
     for axis in (ax_acc, ax_ece):
-        axis.set_xticks(xs, labels, rotation=40, ha="right", fontsize=8)
+        axis.set_xticks(xs, [a["technique"] for a in agg], rotation=40, ha="right", fontsize=8)
         axis.grid(axis="y", alpha=0.3)
     fig.suptitle("posneg bench mixing: accuracy vs corruption severity (mean ± std over seeds)")
     fig.tight_layout()
-    return atomic_save_figure(fig, out / "accuracy_vs_severity.png")
+    return _report.save_figure(fig, out / "accuracy_vs_severity.png")
 
 
 def run(cfg: BenchConfig) -> dict[str, Any]:
@@ -767,156 +345,58 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
             ValueError/TypeError text for a bad constructor argument.
     """
     specs = _validate(cfg)
-    device = resolve_device(cfg.device)
+    device = harness.resolve_device(cfg.device)
     data = _load(cfg)
     for spec in specs:  # validate every spec before any training starts
         _build_module(spec, data.n_classes)
-    seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
-    old_threads = torch.get_num_threads()
-    threads = _threads(cfg)
-    if device.type == "cpu":
-        torch.set_num_threads(threads)
-    out = Path(cfg.out)
-    runs: list[dict[str, Any]] = []
-    started = time.perf_counter()
-    cpu_started = time.process_time()
-    try:
-        corrupted = _corrupted_sets(
-            torch.as_tensor(data.x_test), cfg.corruptions, device, cfg.corruption_dataset
+    seeds = harness.seed_list(cfg)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    with harness.torch_threads(cfg.threads, device) as threads:
+        x_test = torch.as_tensor(data.x_test)
+        corrupted = corrupted_sets(x_test, cfg.corruptions, device, cfg.corruption_dataset)
+        runs = harness.run_grid(
+            [(s, seed) for s in specs for seed in seeds],
+            lambda job, tick: _train_one(job[0], data, job[1], cfg, device, corrupted, tick),
+            describe=lambda job: f"{job[0].label()} seed={job[1]}",
+            steps=cfg.epochs,
+            quiet=cfg.quiet,
         )
-        jobs = [(s, seed) for s in specs for seed in seeds]
-        with progress_bar(disable=cfg.quiet) as progress:
-            overall = progress.add_task("all runs", total=len(jobs) * cfg.epochs)
-            current = progress.add_task("", total=cfg.epochs)
-            for spec, seed in jobs:
-                progress.reset(current, total=cfg.epochs, description=f"{spec.label()} seed={seed}")
-
-                def tick() -> None:
-                    progress.advance(current)
-                    progress.advance(overall)
-
-                runs.append(_train_one(spec, data, seed, cfg, device, corrupted, tick))
-    finally:
-        torch.set_num_threads(old_threads)
-    elapsed = time.perf_counter() - started
-    cpu_elapsed = time.process_time() - cpu_started
-    agg = _aggregate(runs)
+    elapsed, cpu_elapsed = time.perf_counter() - started, time.process_time() - cpu_started
+    agg = aggregate(runs)
     labels = [s.label() for s in specs]
-    gaps: dict[str, Any] = {}
-    if "none" in labels:
-        for lab in labels:
-            if lab == "none":
-                continue
-            gaps[f"{lab} - none"] = {
-                metric: _gap(runs, lab, "none", metric)
-                for metric in ("clean_accuracy", "mean_corrupted_accuracy", "ece")
-            }
-    header = [
-        "technique",
-        "clean acc (%)",
-        "ECE",
-        *[f"sev {s} (%)" for s in range(1, 6)],
-        "mean corr. (%)",
-        "CPU s / run",
-    ]
-    rows = [
-        (
-            a["technique"],
-            _pct(a["clean_accuracy_mean"], a["clean_accuracy_std"], len(a["seeds"])),
-            fmt(a["ece_mean"], a["ece_std"]) if len(a["seeds"]) > 1 else f"{a['ece_mean']:.3f}",
-            *[f"{100 * m:.1f}" for m in a["corrupted_accuracy_mean"]],
-            _pct(
-                a["mean_corrupted_accuracy_mean"], a["mean_corrupted_accuracy_std"], len(a["seeds"])
-            ),
-            f"{a['train_cpu_seconds_mean']:.1f}",
-        )
-        for a in agg
-    ]
-    c, h, w = data.image_shape
-    config = {
-        **asdict(cfg),
-        "techniques": labels,
-        "corruptions": list(cfg.corruptions),
-        "seed_list": seeds,
-        "resolved_device": str(device),
-        "torch_threads": threads if device.type == "cpu" else old_threads,
-        "data_name": data.name,
-        "data_note": data.note,
-        "image_shape": [c, h, w],
-        "n_train": len(data.x_train),
-        "n_test": len(data.x_test),
-        "n_classes": data.n_classes,
-        "model": "CNN conv16/s2-pool-conv32-pool-conv64-GAP-linear (BN, ReLU); Adam, cosine decay",
-        "ece_bins": ECE_BINS,
-        "corruption_seed": CORRUPTION_SEED,
-        "elapsed_seconds": round(elapsed, 1),
-        "cpu_seconds": round(cpu_elapsed, 1),
-    }
-    notes = [
-        f"Held-out metrics on {data.name} ({len(data.x_train)} train / {len(data.x_test)} test, "
-        f"{c}x{h}x{w}, stratified, split seed {cfg.split_seed}), mean ± sample std over seeds "
-        f"{seeds}; {cfg.epochs} epochs per run, batch {cfg.batch_size}. ECE: {ECE_BINS} "
-        "equal-width bins. Severity columns: accuracy on the test split corrupted by each of "
-        f"{', '.join(cfg.corruptions)} at that severity (MedMNIST-C's official "
-        f"{cfg.corruption_dataset} severities, spatial ones scaled by {min(h, w)}/224), averaged "
-        f"over the corruptions (fixed generator seed {CORRUPTION_SEED}); mean corr.: the average "
-        "over severities 1-5.",
-    ]
-    if gaps:
-        notes += ["", "Paired gaps against `none` (percentage points, mean ± std over seeds):", ""]
-        for name, g in gaps.items():
-            ca, mc = g["clean_accuracy"], g["mean_corrupted_accuracy"]
-            if ca is None or mc is None:
-                continue
-            n = len(ca["seeds"])
-            notes.append(
-                f"- {name}: clean {100 * ca['mean']:+.1f}"
-                + (f" ± {100 * ca['std']:.1f}" if n > 1 else "")
-                + f", mean corrupted {100 * mc['mean']:+.1f}"
-                + (f" ± {100 * mc['std']:.1f}" if n > 1 else "")
-            )
-    diverged = [r for r in runs if r["diverged_at_epoch"] is not None]
-    if diverged:
-        notes += [
-            "",
-            "Diverged runs (non-finite loss; metrics n/a): "
-            + ", ".join(
-                f"{r['technique']} seed={r['seed']} (epoch {r['diverged_at_epoch']})"
-                for r in diverged
-            ),
-        ]
-    results = {"runs": runs, "aggregate": agg, "gaps": gaps}
-    report = write_report(
-        out,
-        title="posneg bench mixing",
-        config=config,
-        results=results,
-        header=header,
-        rows=rows,
-        notes="\n".join(notes),
+    header, rows = _table(agg)
+    config = _report.resolved_config(
+        cfg,
+        seeds=seeds,
+        device=device,
+        threads=threads,
+        techniques=labels,
+        corruptions=list(cfg.corruptions),
+        **data.summary(),
+        model="CNN conv16/s2-pool-conv32-pool-conv64-GAP-linear (BN, ReLU); Adam, cosine decay",
+        ece_bins=ECE_BINS,
+        corruption_seed=CORRUPTION_SEED,
+        elapsed_seconds=round(elapsed, 1),
+        cpu_seconds=round(cpu_elapsed, 1),
     )
+    paired = gaps(runs, labels)
+    notes = _notes(cfg, data, seeds, runs, paired)
+    results = {"runs": runs, "aggregate": agg, "gaps": paired}
+    title = "posneg bench mixing"
+    out = Path(cfg.out)
+    report = _report.write_report(
+        out, title=title, config=config, results=results, header=header, rows=rows,
+        notes="\n".join(notes),
+    )  # fmt: skip
     plots = [_plot(out, agg)]
     if not cfg.quiet:
-        table = rich_table("posneg bench mixing", header, rows)
-        table.columns[0].min_width = max(len(r[0]) for r in rows)
-        stdout = Console()
-        if not stdout.is_terminal:
-            stdout = Console(width=160)
-        for column in table.columns[1:]:
-            column.no_wrap = True
-        stdout.print(table)
-        for line in notes[1:]:
-            if line:
-                stdout.print(line, soft_wrap=True)
-        console.print(
-            f"finished in {elapsed:.0f} s ({cpu_elapsed:.0f} s CPU); report: [bold]{report}[/bold]"
+        _report.show(
+            title, header, rows, notes[1:], report=report, elapsed=elapsed, keep_first_column=True
         )
     return {**results, "report": report, "plots": plots, "config": config}
 
 
-# ---------------------------------------------------------------------------------------------
-# CLI and demo
-# ---------------------------------------------------------------------------------------------
+_D = BenchConfig()
 
 
 def cli(
@@ -930,19 +410,15 @@ def cli(
             "'corruptions:dataset=xray'. Default: all.",
         ),
     ] = None,
-    epochs: Annotated[int, typer.Option(help="Epochs per run.")] = BenchConfig.epochs,
+    epochs: Annotated[int, typer.Option(help="Epochs per run.")] = _D.epochs,
     batch_size: Annotated[
         int, typer.Option("--batch-size", "-b", help="Training batch size.")
-    ] = BenchConfig.batch_size,
-    seeds: Annotated[
-        int, typer.Option(help="Number of training seeds (first-seed, first-seed+1, ...).")
-    ] = BenchConfig.seeds,
-    first_seed: Annotated[int, typer.Option(help="First training seed.")] = BenchConfig.first_seed,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = BenchConfig.lr,
-    weight_decay: Annotated[
-        float, typer.Option(help="Adam weight decay.")
-    ] = BenchConfig.weight_decay,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = BenchConfig.device,
+    ] = _D.batch_size,
+    seeds: harness.SeedsOption = _D.seeds,
+    first_seed: harness.FirstSeedOption = _D.first_seed,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = _D.lr,
+    weight_decay: Annotated[float, typer.Option(help="Adam weight decay.")] = _D.weight_decay,
+    device: harness.DeviceOption = _D.device,
     data: Annotated[
         Path | None,
         typer.Option(
@@ -950,15 +426,11 @@ def cli(
             "Default: the 8x8 digits upsampled."
         ),
     ] = None,
-    size: Annotated[
-        int, typer.Option(help="Side of the upsampled digits (without --data).")
-    ] = BenchConfig.size,
+    size: Annotated[int, typer.Option(help="Side of the upsampled digits (without --data).")] = 32,
     test_fraction: Annotated[
         float, typer.Option(help="Share of each class held out.")
-    ] = BenchConfig.test_fraction,
-    split_seed: Annotated[
-        int, typer.Option(help="Seed of the train/test split.")
-    ] = BenchConfig.split_seed,
+    ] = _D.test_fraction,
+    split_seed: Annotated[int, typer.Option(help="Seed of the train/test split.")] = 0,
     corruption: Annotated[
         list[str] | None,
         typer.Option(
@@ -974,12 +446,10 @@ def cli(
             help="MedMNIST data set (or modality) whose official severities the corrupted test "
             "sets use."
         ),
-    ] = BenchConfig.corruption_dataset,
-    threads: Annotated[
-        int, typer.Option(help="CPU threads for torch (0: min(4, cores)).")
-    ] = BenchConfig.threads,
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path(BenchConfig.out),
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no table.")] = False,
+    ] = CORRUPTION_DATASET,
+    threads: harness.ThreadsOption = _D.threads,
+    out: harness.OutOption = Path(_D.out),
+    quiet: harness.QuietOption = False,
 ) -> None:
     """Train a small CNN per mixing/augmentation technique; clean, calibration, corrupted accuracy.
 
@@ -989,23 +459,12 @@ def cli(
     """
     cfg = BenchConfig(
         techniques=tuple(technique) if technique else DEFAULT_TECHNIQUES,
-        epochs=epochs,
-        batch_size=batch_size,
-        seeds=seeds,
-        first_seed=first_seed,
-        lr=lr,
-        weight_decay=weight_decay,
-        device=device,
-        data=None if data is None else str(data),
-        size=size,
-        test_fraction=test_fraction,
-        split_seed=split_seed,
         corruptions=tuple(corruption) if corruption else TEST_CORRUPTIONS,
-        corruption_dataset=corruption_dataset,
-        threads=threads,
-        out=str(out),
-        quiet=quiet,
-    )
+        data=None if data is None else str(data), out=str(out), epochs=epochs,
+        batch_size=batch_size, seeds=seeds, first_seed=first_seed, lr=lr,
+        weight_decay=weight_decay, device=device, size=size, test_fraction=test_fraction,
+        split_seed=split_seed, corruption_dataset=corruption_dataset, threads=threads, quiet=quiet,
+    )  # fmt: skip
     result = run(cfg)
     if quiet:
         typer.echo(str(result["report"]))
@@ -1015,7 +474,7 @@ def cli(
 DEMO_CONFIG = BenchConfig(epochs=8, seeds=1)
 
 
-def demo(out: Path) -> DemoSummary:
+def demo(out: Path) -> _report.DemoSummary:
     """A small preset for `posneg demo`: every technique on digits, one seed, 8 epochs."""
     cfg = BenchConfig(**{**asdict(DEMO_CONFIG), "out": str(out)})
     result = run(cfg)
@@ -1028,4 +487,4 @@ def demo(out: Path) -> DemoSummary:
         )
         for a in result["aggregate"]
     ]
-    return DemoSummary(family="mixing", rows=rows, report=Path(result["report"]))
+    return _report.DemoSummary(family="mixing", rows=rows, report=Path(result["report"]))
