@@ -136,6 +136,22 @@ def test_uncached_equals_cached_and_second_run_reads_only(tmp_path: Path) -> Non
     assert torch.equal(first, torch.nn.functional.normalize(FakeEncoder()(texts), dim=1))
 
 
+def test_progress_callback_reports_texts_done(tmp_path: Path) -> None:
+    texts = _texts(12)
+    _, enc = _fake(batch_size=2)
+    seen: list[tuple[str, int, int]] = []
+    encode(texts, enc, cache_dir=tmp_path, shard_size=5,
+           progress=lambda d, n, t: seen.append((d, n, t)), desc="corpus")  # fmt: skip
+    assert seen[0] == ("corpus", 0, 12) and seen[-1] == ("corpus", 12, 12)
+    assert [n for _, n, _ in seen] == sorted(n for _, n, _ in seen)
+    seen.clear()  # cached shards count too
+    encode(texts, enc, cache_dir=tmp_path, shard_size=5,
+           progress=lambda d, n, t: seen.append((d, n, t)), desc="corpus")  # fmt: skip
+    assert seen == [("corpus", n, 12) for n in (0, 5, 10, 12)]
+    with pytest.raises(TypeError, match="encode: progress must be a bool or a callable"):
+        encode(texts, enc, progress="yes")  # type: ignore[arg-type]
+
+
 def test_killed_run_resumes_from_shards_present(tmp_path: Path) -> None:
     texts = _texts(40)
     reference = encode(texts, _fake(batch_size=8)[1], cache_dir=tmp_path / "ref", shard_size=8)

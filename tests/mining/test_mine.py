@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Sequence
 
@@ -302,6 +303,19 @@ def test_half_precision_and_progress() -> None:
     out = mine(q.float().half(), x.float().half(), [[0]], num_negatives=2, range_max=4,
                progress=True)  # fmt: skip
     assert out.ids.tolist() == [[1, 2]] and out.scores.dtype == torch.float32
+
+
+def test_progress_callback_counts_every_query(monkeypatch: pytest.MonkeyPatch) -> None:
+    mine_mod = importlib.import_module("posneg.mining.mine")  # the attribute is the function
+    monkeypatch.setattr(mine_mod, "_CHUNK_ELEMENTS", 4 * 11)  # chunks of 4 queries (k = 11)
+    g = torch.Generator().manual_seed(0)
+    q, x = torch.randn(10, 8, generator=g), torch.randn(40, 8, generator=g)
+    pos = [[i] for i in range(10)]
+    seen: list[tuple[str, int, int]] = []
+    out = mine(q, x, pos, num_negatives=3, range_max=10,
+               progress=lambda d, n, t: seen.append((d, n, t)))  # fmt: skip
+    assert seen == [("mining", n, 10) for n in (0, 4, 8, 10)]
+    assert torch.equal(out.ids, mine(q, x, pos, num_negatives=3, range_max=10).ids)
 
 
 # ---------------------------------------------------------------------------------------------

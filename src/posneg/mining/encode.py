@@ -54,6 +54,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from posneg._io import atomic_write_bytes, atomic_write_text
+from posneg._progress import ProgressCallback, check_progress, tracker
+
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
@@ -579,7 +582,7 @@ def encode(
     *,
     cache_dir: str | Path | None = None,
     shard_size: int = 2048,
-    progress: bool = False,
+    progress: bool | ProgressCallback = False,
     desc: str = "encoding",
 ) -> torch.Tensor:
     """Embed ``texts`` shard by shard, reusing and filling an on-disk cache when one is given.
@@ -590,8 +593,9 @@ def encode(
         cache_dir: folder for the cache (created if needed); ``None`` caches nothing. An encoder
             without a fingerprint (an unnamed callable) is never cached (a warning says so).
         shard_size: texts per shard file (also part of the cache key).
-        progress: show a progress bar (on stderr).
-        desc: the progress bar's label.
+        progress: ``True`` for a tqdm bar on stderr (when tqdm is installed), or a
+            ``progress(desc, done, total)`` callback called as texts are embedded.
+        desc: the progress label.
 
     Returns:
         (N, D) float32 on CPU, row ``i`` the embedding of ``texts[i]``. The same texts and
@@ -599,7 +603,8 @@ def encode(
         a killed run, or read from the cache.
 
     Raises:
-        TypeError: ``texts`` not a sequence of str, ``encoder`` not a :class:`TextEncoder`.
+        TypeError: ``texts`` not a sequence of str, ``encoder`` not a :class:`TextEncoder`,
+            ``progress`` neither a bool nor a callable.
         ValueError: ``shard_size`` < 1, or cached shards disagree with the encoder's D.
     """
     fn = "encode"
@@ -611,7 +616,7 @@ def encode(
     _check_positive_int(fn, "shard_size", shard_size)
     if cache_dir is not None and not isinstance(cache_dir, (str, Path)):
         raise TypeError(f"{fn}: cache_dir must be a path or None; got {type(cache_dir).__name__}")
-    from posneg.bench._common import atomic_write_bytes, atomic_write_text, progress_bar
+    check_progress(fn, progress)
 
     n = len(items)
     if n == 0:
@@ -630,20 +635,19 @@ def encode(
 
     dim = encoder._dim
     shards: list[np.ndarray] = []
-    with progress_bar(disable=not progress) as bar:
-        task = bar.add_task(desc, total=n)
+    with tracker(progress, desc, n) as advance:
         for i, start in enumerate(range(0, n, shard_size)):
             chunk = items[start : start + shard_size]
             path = None if folder is None else folder / _shard_name(i)
             arr = None if path is None else _load_shard(path, len(chunk), dim)
             if arr is None:
-                arr = _encode_shard(chunk, encoder, lambda k: bar.advance(task, k))
+                arr = _encode_shard(chunk, encoder, advance)
                 if path is not None:
                     buf = io.BytesIO()
                     np.save(buf, arr, allow_pickle=False)
                     atomic_write_bytes(path, buf.getvalue())
             else:
-                bar.advance(task, len(chunk))
+                advance(len(chunk))
             if dim is None:
                 dim = int(arr.shape[1])
             elif arr.shape[1] != dim:

@@ -64,7 +64,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -73,6 +72,7 @@ from typing import Any, Literal
 import torch
 
 from posneg import _checks, _rng
+from posneg._progress import ProgressCallback, check_progress, tracker
 from posneg.mining.index import ExactIndex, Index
 
 __all__ = ["FILTERS", "MinedNegatives", "duplicate_groups", "mine"]
@@ -258,7 +258,7 @@ def _positive_scores(
 
 
 # ---------------------------------------------------------------------------------------------
-# the miner
+# the miner: validate, then per chunk of queries search, filter and sample
 # ---------------------------------------------------------------------------------------------
 
 
@@ -281,7 +281,7 @@ def mine(
     temperature: float = 1.0,
     index: Index | None = None,
     generator: torch.Generator | None = None,
-    progress: bool = False,
+    progress: bool | ProgressCallback = False,
 ) -> MinedNegatives:
     """Mine ``num_negatives`` hard negatives per query from the rank window of a corpus.
 
@@ -315,7 +315,8 @@ def mine(
             index gets ``corpus_emb`` added; one holding exactly N rows (added with default ids,
             so that ids are corpus rows) is used as it is.
         generator: random source of ``"uniform"`` and ``"softmax"`` (on the embeddings' device).
-        progress: show a progress bar over query chunks.
+        progress: ``True`` for a tqdm bar (when tqdm is installed), or a
+            ``progress(desc, done, total)`` callback, called after every chunk of queries.
 
     Returns:
         :class:`MinedNegatives` (``ids``, ``scores``, ``ranks`` of shape (Q, num_negatives),
@@ -328,9 +329,147 @@ def mine(
             negative margins, an unknown sampling, ``temperature <= 0``, ``rescore`` without
             ``rescore_threshold`` (or the reverse), an index holding another number of rows, a
             rescore output of the wrong shape.
-        TypeError: non-float embeddings, different dtypes, wrong argument types.
+        TypeError: non-float embeddings, different dtypes, wrong argument types, a
+            ``progress`` that is neither a bool nor a callable.
     """
-    # ---- validation -------------------------------------------------------------------------
+    n_docs = _check_embeddings(query_emb, corpus_emb)
+    opts = _Options(
+        num_negatives=num_negatives,
+        range_min=range_min,
+        range_max=range_max,
+        max_score=max_score,
+        margin=margin,
+        relative_margin=relative_margin,
+        rescore=rescore,
+        rescore_threshold=rescore_threshold,
+        sampling=sampling,
+        temperature=temperature,
+    ).checked(n_docs)
+    check_progress(_FN, progress)
+    device = query_emb.device
+    _checks.check_generator(_FN, generator, device)
+    tables = _tables(query_emb, corpus_emb, positives, own_document, duplicate_of)
+    index = _filled_index(index, corpus_emb)
+
+    n_q = int(query_emb.shape[0])
+    k = opts.range_max + 1
+    chunk = max(1, min(n_q, _CHUNK_ELEMENTS // k))
+    removed = dict.fromkeys(FILTERS, 0)
+    out_ids = torch.full((n_q, opts.num_negatives), -1, dtype=torch.int64, device=device)
+    out_scores = torch.full((n_q, opts.num_negatives), math.nan, dtype=torch.float32, device=device)
+    out_ranks = torch.full((n_q, opts.num_negatives), -1, dtype=torch.int64, device=device)
+    with torch.no_grad(), tracker(progress, "mining", n_q) as advance:
+        for q0 in range(0, n_q, chunk):
+            q1 = min(n_q, q0 + chunk)
+            scores, ids = index.search(query_emb[q0:q1], k)
+            scores = scores[:, opts.range_min :].to(device=device, dtype=torch.float32)
+            ids = ids[:, opts.range_min :].to(device=device, dtype=torch.int64)
+            alive = _filter(scores, ids, q0, tables, opts, removed)
+            picked = _sample(scores, ids, alive, opts, generator)
+            out_ids[q0:q1], out_scores[q0:q1], out_ranks[q0:q1] = picked
+            advance(q1 - q0)
+
+    return MinedNegatives(
+        ids=out_ids,
+        scores=out_scores,
+        ranks=out_ranks,
+        positive_scores=tables.positive_scores,
+        removed=removed,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# stage 1: validation
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The validated scalar options of one :func:`mine` call."""
+
+    num_negatives: int
+    range_min: int
+    range_max: int
+    max_score: float | None
+    margin: float | None
+    relative_margin: float | None
+    rescore: Callable[[list[int], list[int]], torch.Tensor] | None
+    rescore_threshold: float | None
+    sampling: str
+    temperature: float
+
+    @property
+    def window(self) -> int:
+        """Candidates per query: ``range_max - range_min + 1``."""
+        return self.range_max - self.range_min + 1
+
+    def checked(self, n_docs: int) -> _Options:
+        """These options validated against a corpus of ``n_docs`` rows (numbers normalised)."""
+        num_negatives = _checks.check_int(_FN, "num_negatives", self.num_negatives, min_value=1)
+        range_min = _checks.check_int(_FN, "range_min", self.range_min, min_value=0)
+        range_max = _checks.check_int(_FN, "range_max", self.range_max, min_value=0)
+        if range_max >= n_docs:
+            raise ValueError(
+                f"{_FN}: range_max must be < the corpus size N={n_docs} (ranks are 0..N-1); "
+                f"got range_max={range_max}"
+            )
+        if range_min > range_max:
+            raise ValueError(
+                f"{_FN}: range_min must be <= range_max; got range_min={range_min}, "
+                f"range_max={range_max}"
+            )
+        window = range_max - range_min + 1
+        if num_negatives > window:
+            raise ValueError(
+                f"{_FN}: num_negatives must be <= the window size range_max - range_min + 1 = "
+                f"{window}; got num_negatives={num_negatives}"
+            )
+        rescore, threshold = self.rescore, self.rescore_threshold
+        if rescore is not None and not callable(rescore):
+            raise TypeError(f"{_FN}: rescore must be callable; got {type(rescore).__name__}")
+        if (rescore is None) != (threshold is None):
+            raise ValueError(
+                f"{_FN}: rescore and rescore_threshold go together; got rescore="
+                f"{'a callable' if rescore is not None else None}, "
+                f"rescore_threshold={threshold!r}"
+            )
+        return _Options(
+            num_negatives=num_negatives,
+            range_min=range_min,
+            range_max=range_max,
+            max_score=_optional_real("max_score", self.max_score, nonnegative=False),
+            margin=_optional_real("margin", self.margin, nonnegative=True),
+            relative_margin=_optional_real(
+                "relative_margin", self.relative_margin, nonnegative=True
+            ),
+            rescore=rescore,
+            rescore_threshold=_optional_real("rescore_threshold", threshold, nonnegative=False),
+            sampling=_checks.check_choice(_FN, "sampling", self.sampling, _SAMPLINGS),
+            temperature=_checks.check_positive(_FN, "temperature", self.temperature),
+        )
+
+
+@dataclass(frozen=True)
+class _Tables:
+    """Per-query lookup tables on the embeddings' device.
+
+    Attributes:
+        pos_sorted: (Q, P) positive rows sorted ascending, pads as int64 max.
+        own: (Q,) own-document rows (-1 for none), or None.
+        dup: (N,) canonical row per corpus row, or None.
+        group_sorted: (Q, G) sorted duplicate groups of each query's positives and own document.
+        positive_scores: (Q,) float32 best positive score.
+    """
+
+    pos_sorted: torch.Tensor
+    own: torch.Tensor | None
+    dup: torch.Tensor | None
+    group_sorted: torch.Tensor | None
+    positive_scores: torch.Tensor
+
+
+def _check_embeddings(query_emb: Any, corpus_emb: Any) -> int:
+    """Check both embedding matrices; return the corpus size N."""
     _checks.check_embeddings(_FN, "query_emb", query_emb)
     _checks.check_float(_FN, "corpus_emb", corpus_emb)
     if corpus_emb.dim() != 2:
@@ -342,49 +481,45 @@ def mine(
     _checks.check_same_dtype(_FN, "corpus_emb", corpus_emb, "query_emb", query_emb)
     _checks.check_finite(_FN, "query_emb", query_emb)
     _checks.check_finite(_FN, "corpus_emb", corpus_emb)
+    return int(corpus_emb.shape[0])
+
+
+def _tables(
+    query_emb: torch.Tensor,
+    corpus_emb: torch.Tensor,
+    positives: Any,
+    own_document: Any,
+    duplicate_of: Any,
+) -> _Tables:
+    """Validate positives, own documents and duplicate groups; build the per-query tables."""
     n_q, n_docs = int(query_emb.shape[0]), int(corpus_emb.shape[0])
     device = query_emb.device
-
-    num_negatives = _checks.check_int(_FN, "num_negatives", num_negatives, min_value=1)
-    range_min = _checks.check_int(_FN, "range_min", range_min, min_value=0)
-    range_max = _checks.check_int(_FN, "range_max", range_max, min_value=0)
-    if range_max >= n_docs:
-        raise ValueError(
-            f"{_FN}: range_max must be < the corpus size N={n_docs} (ranks are 0..N-1); "
-            f"got range_max={range_max}"
-        )
-    if range_min > range_max:
-        raise ValueError(
-            f"{_FN}: range_min must be <= range_max; got range_min={range_min}, "
-            f"range_max={range_max}"
-        )
-    window = range_max - range_min + 1
-    if num_negatives > window:
-        raise ValueError(
-            f"{_FN}: num_negatives must be <= the window size range_max - range_min + 1 = "
-            f"{window}; got num_negatives={num_negatives}"
-        )
-    max_score = _optional_real("max_score", max_score, nonnegative=False)
-    margin = _optional_real("margin", margin, nonnegative=True)
-    relative_margin = _optional_real("relative_margin", relative_margin, nonnegative=True)
-    sampling = _checks.check_choice(_FN, "sampling", sampling, _SAMPLINGS)  # type: ignore[assignment]
-    temperature = _checks.check_positive(_FN, "temperature", temperature)
-    _checks.check_bool(_FN, "progress", progress)
-    if rescore is not None and not callable(rescore):
-        raise TypeError(f"{_FN}: rescore must be callable; got {type(rescore).__name__}")
-    if (rescore is None) != (rescore_threshold is None):
-        raise ValueError(
-            f"{_FN}: rescore and rescore_threshold go together; got rescore="
-            f"{'a callable' if rescore is not None else None}, "
-            f"rescore_threshold={rescore_threshold!r}"
-        )
-    threshold = _optional_real("rescore_threshold", rescore_threshold, nonnegative=False)
-    _checks.check_generator(_FN, generator, device)
-
     table_cpu = _positive_table(positives, n_q, n_docs)
     own_cpu = _own_vector(own_document, n_q, n_docs)
     dup = None if duplicate_of is None else _check_duplicate_of(duplicate_of, n_docs, device)
 
+    compute = torch.float64 if query_emb.dtype == torch.float64 else torch.float32
+    table = table_cpu.to(device)
+    own = None if own_cpu is None else own_cpu.to(device)
+    group_sorted: torch.Tensor | None = None
+    if dup is not None:
+        groups = torch.where(table >= 0, dup[table.clamp(min=0)], table)
+        if own is not None:
+            own_group = torch.where(own >= 0, dup[own.clamp(min=0)], own)
+            groups = torch.cat([groups, own_group.unsqueeze(1)], dim=1)
+        group_sorted = _sorted_rows(groups)
+    return _Tables(
+        pos_sorted=_sorted_rows(table),
+        own=own,
+        dup=dup,
+        group_sorted=group_sorted,
+        positive_scores=_positive_scores(query_emb, corpus_emb, table, compute),
+    )
+
+
+def _filled_index(index: Any, corpus_emb: torch.Tensor) -> Index:
+    """``index`` (an inner-product :class:`ExactIndex` when None) holding ``corpus_emb``."""
+    n_docs = int(corpus_emb.shape[0])
     if index is None:
         index = ExactIndex(metric="ip")
     elif not isinstance(index, Index):
@@ -399,110 +534,113 @@ def mine(
             f"{_FN}: index holds {index.ntotal} rows but corpus_emb has {n_docs}; pass an empty "
             "index or one built from corpus_emb with default ids"
         )
+    return index
 
-    # ---- per-query tables -------------------------------------------------------------------
-    compute = torch.float64 if query_emb.dtype == torch.float64 else torch.float32
-    table = table_cpu.to(device)
-    pos_sorted = _sorted_rows(table)
-    own = None if own_cpu is None else own_cpu.to(device)
-    group_sorted: torch.Tensor | None = None
-    if dup is not None:
-        groups = torch.where(table >= 0, dup[table.clamp(min=0)], table)
-        if own is not None:
-            own_group = torch.where(own >= 0, dup[own.clamp(min=0)], own)
-            groups = torch.cat([groups, own_group.unsqueeze(1)], dim=1)
-        group_sorted = _sorted_rows(groups)
-    positive_scores = _positive_scores(query_emb, corpus_emb, table, compute)
 
-    k = range_max + 1
-    chunk = max(1, min(n_q, _CHUNK_ELEMENTS // k))
-    removed = dict.fromkeys(FILTERS, 0)
-    out_ids = torch.full((n_q, num_negatives), -1, dtype=torch.int64, device=device)
-    out_scores = torch.full((n_q, num_negatives), math.nan, dtype=torch.float32, device=device)
-    out_ranks = torch.full((n_q, num_negatives), -1, dtype=torch.int64, device=device)
-    col_rank = torch.arange(range_min, k, device=device)
+# ---------------------------------------------------------------------------------------------
+# stage 2: false-negative filters
+# ---------------------------------------------------------------------------------------------
+
+
+def _filter(
+    scores: torch.Tensor,
+    ids: torch.Tensor,
+    q0: int,
+    tables: _Tables,
+    opts: _Options,
+    removed: dict[str, int],
+) -> torch.Tensor:
+    """(R, W) bool: the window candidates of queries ``q0..q0+R`` that survive every filter.
+
+    Each filter removes what is still alive; ``removed[name]`` counts its removals.
+    """
+    q1 = q0 + ids.shape[0]
 
     def drop(name: str, cond: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
         hit = alive & cond
         removed[name] += int(hit.sum())
         return alive & ~hit
 
-    bar: Any = None
-    task: Any = None
-    with contextlib.ExitStack() as stack:
-        if progress:
-            from posneg.bench._common import progress_bar
+    alive = ids >= 0
+    safe = ids.clamp(min=0)
+    alive = drop("positive", _member(tables.pos_sorted[q0:q1], safe), alive)
+    if tables.own is not None:
+        o = tables.own[q0:q1].unsqueeze(1)
+        alive = drop("own_document", (ids == o) & (o >= 0), alive)
+    if tables.group_sorted is not None and tables.dup is not None:
+        alive = drop("duplicate", _member(tables.group_sorted[q0:q1], tables.dup[safe]), alive)
+    if opts.max_score is not None:
+        alive = drop("max_score", scores > opts.max_score, alive)
+    sp = tables.positive_scores[q0:q1].unsqueeze(1)
+    if opts.margin is not None:
+        alive = drop("margin", scores + opts.margin > sp, alive)
+    if opts.relative_margin is not None:
+        alive = drop("relative_margin", scores > sp - sp.abs() * opts.relative_margin, alive)
+    if opts.rescore is not None and opts.rescore_threshold is not None:
+        alive = drop("rescore", _rescored(ids, alive, q0, opts), alive)
+    return alive
 
-            bar = stack.enter_context(progress_bar())
-            task = bar.add_task("mining", total=n_q)
-        with torch.no_grad():
-            for q0 in range(0, n_q, chunk):
-                q1 = min(n_q, q0 + chunk)
-                scores, ids = index.search(query_emb[q0:q1], k)
-                scores = scores[:, range_min:].to(device=device, dtype=torch.float32)
-                ids = ids[:, range_min:].to(device=device, dtype=torch.int64)
-                alive = ids >= 0
-                safe = ids.clamp(min=0)
 
-                alive = drop("positive", _member(pos_sorted[q0:q1], safe), alive)
-                if own is not None:
-                    o = own[q0:q1].unsqueeze(1)
-                    alive = drop("own_document", (ids == o) & (o >= 0), alive)
-                if group_sorted is not None and dup is not None:
-                    alive = drop("duplicate", _member(group_sorted[q0:q1], dup[safe]), alive)
-                if max_score is not None:
-                    alive = drop("max_score", scores > max_score, alive)
-                sp = positive_scores[q0:q1].unsqueeze(1)
-                if margin is not None:
-                    alive = drop("margin", scores + margin > sp, alive)
-                if relative_margin is not None:
-                    alive = drop("relative_margin", scores > sp - sp.abs() * relative_margin, alive)
-                if rescore is not None and threshold is not None:
-                    rr, cc = alive.nonzero(as_tuple=True)
-                    if rr.numel():
-                        q_rows = (rr + q0).tolist()
-                        c_rows = ids[rr, cc].tolist()
-                        rs = rescore(q_rows, c_rows)
-                        if not isinstance(rs, torch.Tensor) or rs.shape != (len(q_rows),):
-                            got = tuple(rs.shape) if isinstance(rs, torch.Tensor) else type(rs)
-                            raise ValueError(
-                                f"{_FN}: rescore must return a tensor of shape ({len(q_rows)},) "
-                                f"(one score per candidate); got {got}"
-                            )
-                        cond = torch.zeros_like(alive)
-                        cond[rr, cc] = rs.to(device) >= threshold
-                        alive = drop("rescore", cond, alive)
+def _rescored(ids: torch.Tensor, alive: torch.Tensor, q0: int, opts: _Options) -> torch.Tensor:
+    """(R, W) bool: alive candidates whose rescore reaches the threshold."""
+    cond = torch.zeros_like(alive)
+    rr, cc = alive.nonzero(as_tuple=True)
+    if not rr.numel() or opts.rescore is None or opts.rescore_threshold is None:
+        return cond
+    q_rows = (rr + q0).tolist()
+    c_rows = ids[rr, cc].tolist()
+    rs = opts.rescore(q_rows, c_rows)
+    if not isinstance(rs, torch.Tensor) or rs.shape != (len(q_rows),):
+        got = tuple(rs.shape) if isinstance(rs, torch.Tensor) else type(rs)
+        raise ValueError(
+            f"{_FN}: rescore must return a tensor of shape ({len(q_rows)},) "
+            f"(one score per candidate); got {got}"
+        )
+    cond[rr, cc] = rs.to(alive.device) >= opts.rescore_threshold
+    return cond
 
-                # ---- sampling: the num_negatives largest keys among the survivors ---------------
-                neg_inf = torch.tensor(-math.inf, device=device)
-                if sampling == "top":
-                    key = -col_rank.to(torch.float32).expand_as(scores)
-                elif sampling == "uniform":
-                    key = _rng.uniform(tuple(scores.shape), device=device, generator=generator)
-                else:
-                    u = _rng.uniform(
-                        tuple(scores.shape), device=device, dtype=torch.float64, generator=generator
-                    )
-                    tiny = torch.finfo(torch.float64).tiny
-                    gumbel = -torch.log(-torch.log(u.clamp(min=tiny, max=1.0 - 1e-16)))
-                    key = scores.double() / temperature + gumbel
-                key = torch.where(alive, key, neg_inf)
-                top_key, pick = torch.topk(key, num_negatives, dim=1)
-                chosen = top_key > -math.inf
-                pick = torch.where(chosen, pick, torch.full_like(pick, window))
-                pick = torch.sort(pick, dim=1).values  # rank order, pads (= window) last
-                filled = pick < window
-                pick_c = pick.clamp(max=window - 1)
-                out_ids[q0:q1] = torch.where(filled, ids.gather(1, pick_c), -1)
-                out_scores[q0:q1] = torch.where(filled, scores.gather(1, pick_c), math.nan)
-                out_ranks[q0:q1] = torch.where(filled, col_rank[pick_c], -1)
-                if bar is not None:
-                    bar.update(task, advance=q1 - q0)
 
-    return MinedNegatives(
-        ids=out_ids,
-        scores=out_scores,
-        ranks=out_ranks,
-        positive_scores=positive_scores,
-        removed=removed,
+# ---------------------------------------------------------------------------------------------
+# stage 3: sampling
+# ---------------------------------------------------------------------------------------------
+
+
+def _sample(
+    scores: torch.Tensor,
+    ids: torch.Tensor,
+    alive: torch.Tensor,
+    opts: _Options,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ``num_negatives`` largest sampling keys among the survivors, in rank order.
+
+    Returns:
+        (ids, scores, ranks) of shape (R, num_negatives), padded with -1 / NaN / -1.
+    """
+    device = scores.device
+    window = opts.window
+    col_rank = torch.arange(opts.range_min, opts.range_max + 1, device=device)
+    neg_inf = torch.tensor(-math.inf, device=device)
+    if opts.sampling == "top":
+        key = -col_rank.to(torch.float32).expand_as(scores)
+    elif opts.sampling == "uniform":
+        key = _rng.uniform(tuple(scores.shape), device=device, generator=generator)
+    else:
+        u = _rng.uniform(
+            tuple(scores.shape), device=device, dtype=torch.float64, generator=generator
+        )
+        tiny = torch.finfo(torch.float64).tiny
+        gumbel = -torch.log(-torch.log(u.clamp(min=tiny, max=1.0 - 1e-16)))
+        key = scores.double() / opts.temperature + gumbel
+    key = torch.where(alive, key, neg_inf)
+    top_key, pick = torch.topk(key, opts.num_negatives, dim=1)
+    chosen = top_key > -math.inf
+    pick = torch.where(chosen, pick, torch.full_like(pick, window))
+    pick = torch.sort(pick, dim=1).values  # rank order, pads (= window) last
+    filled = pick < window
+    pick_c = pick.clamp(max=window - 1)
+    return (
+        torch.where(filled, ids.gather(1, pick_c), -1),
+        torch.where(filled, scores.gather(1, pick_c), math.nan),
+        torch.where(filled, col_rank[pick_c], -1),
     )
