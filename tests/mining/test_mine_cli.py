@@ -2,7 +2,7 @@
 killed run byte for byte, atomic output, the summary, and one one-line error per user mistake.
 
 Everything but one smoke test uses a tiny deterministic fake encoder (hashed character
-trigrams), installed through ``posneg.mining.cli.ENCODER_FACTORY`` for the command and passed to
+trigrams), installed through ``posneg.cli.mine.ENCODER_FACTORY`` for the command and passed to
 ``mine_files`` directly for the library path. One test runs the real packaged model end to end
 and trains one MultipleNegativesRankingLoss step on what it wrote.
 """
@@ -18,8 +18,11 @@ from typing import Any
 import pytest
 import torch
 
+import posneg.cli.mine as mine_command
 from cli_helpers import assert_one_line_error, run_main
-from posneg.mining import cli as mcli
+from posneg.mining import files as mfiles
+from posneg.mining import pipeline
+from posneg.mining.config import FORMATS, MineConfig
 
 DIM = 64
 _WORDS = (
@@ -110,7 +113,7 @@ def fake_factory(monkeypatch: pytest.MonkeyPatch) -> _Built:
         built.append(fake)
         return _encoder(fake)
 
-    monkeypatch.setattr(mcli, "ENCODER_FACTORY", factory)
+    monkeypatch.setattr(mine_command, "ENCODER_FACTORY", factory)
     return built
 
 
@@ -123,13 +126,13 @@ def test_read_queries_corpus_jsonl_and_parquet_agree(tmp_path: Path) -> None:
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
     qpath, cpath = _dataset(tmp_path)
-    a = mcli.read_queries_corpus(qpath, cpath)
+    a = mfiles.read_queries_corpus(qpath, cpath)
     assert len(a.corpus_ids) == 61 and len(a.query_ids) == 20
     assert a.positives[0] == (1,) and a.positives[3] == (7, 8)
     for src in (qpath, cpath):
         rows = _read_jsonl(src)
         pq.write_table(pa.Table.from_pylist(rows), src.with_suffix(".parquet"))
-    b = mcli.read_queries_corpus(qpath.with_suffix(".parquet"), cpath.with_suffix(".parquet"))
+    b = mfiles.read_queries_corpus(qpath.with_suffix(".parquet"), cpath.with_suffix(".parquet"))
     assert a == b
 
 
@@ -144,7 +147,7 @@ def test_read_pairs_groups_anchors_and_assigns_row_ids(tmp_path: Path) -> None:
             {"q": "a", "p": "x"},
         ],
     )
-    data = mcli.read_pairs(path, anchor_column="q", positive_column="p")
+    data = mfiles.read_pairs(path, anchor_column="q", positive_column="p")
     assert data.query_texts == ("a", "b", "c") and data.query_ids == (0, 1, 3)
     assert data.corpus_texts == ("x", "y", "z") and data.corpus_ids == (0, 1, 2)
     assert data.positives == ((0, 2), (1,), (0,))
@@ -154,7 +157,7 @@ def test_blank_lines_are_skipped(tmp_path: Path) -> None:
     c = tmp_path / "c.jsonl"
     c.write_text('{"id": 1, "text": "a"}\n\n   \n{"id": 2, "text": "b"}\n')
     q = _write_jsonl(tmp_path / "q.jsonl", [{"id": 1, "text": "z", "positives": [2]}])
-    data = mcli.read_queries_corpus(q, c)
+    data = mfiles.read_queries_corpus(q, c)
     assert data.corpus_ids == (1, 2) and data.positives == ((1,),)
 
 
@@ -166,9 +169,8 @@ def test_blank_lines_are_skipped(tmp_path: Path) -> None:
 def _mine(tmp: Path, files: tuple[Path, Path], out: str, **kw: Any) -> tuple[Any, FakeEncoder]:
     fake = FakeEncoder()
     kw.setdefault("num_negatives", 3)
-    summary = mcli.mine_files(
-        queries=files[0], corpus=files[1], out=tmp / out, encoder=_encoder(fake), **kw
-    )
+    config = MineConfig(queries=files[0], corpus=files[1], out=tmp / out, **kw)
+    summary = pipeline.mine_files(config, encoder=_encoder(fake))
     return summary, fake
 
 
@@ -176,7 +178,7 @@ def test_full_output_never_lists_a_positive_duplicate_or_own_document(
     tmp_path: Path, files: tuple[Path, Path]
 ) -> None:
     summary, _ = _mine(tmp_path, files, "full.jsonl", output_format="full", range_max=10)
-    data = mcli.read_queries_corpus(*files)
+    data = mfiles.read_queries_corpus(*files)
     rows = _read_jsonl(tmp_path / "full.jsonl")
     assert [r["query_id"] for r in rows] == list(data.query_ids)
     assert list(rows[0]) == ["query_id", "positive_ids", "negative_ids", "scores", "ranks",
@@ -199,7 +201,7 @@ def test_triplets_and_nway_rows(tmp_path: Path, files: tuple[Path, Path]) -> Non
     full, _ = _mine(tmp_path, files, "full.jsonl", output_format="full", max_score=0.7, range_max=8)
     _mine(tmp_path, files, "tri.jsonl", output_format="triplets", max_score=0.7, range_max=8)
     nway, _ = _mine(tmp_path, files, "nway.jsonl", output_format="nway", max_score=0.7, range_max=8)
-    data = mcli.read_queries_corpus(*files)
+    data = mfiles.read_queries_corpus(*files)
     text_of = dict(zip(data.corpus_ids, data.corpus_texts, strict=True))
     full_rows = _read_jsonl(tmp_path / "full.jsonl")
     want_tri, want_nway = [], []
@@ -223,7 +225,7 @@ def test_triplets_and_nway_rows(tmp_path: Path, files: tuple[Path, Path]) -> Non
 
 def test_parquet_output_matches_jsonl(tmp_path: Path, files: tuple[Path, Path]) -> None:
     pq = pytest.importorskip("pyarrow.parquet")
-    for fmt in mcli.FORMATS:
+    for fmt in FORMATS:
         _mine(tmp_path, files, f"{fmt}.jsonl", output_format=fmt)
         _mine(tmp_path, files, f"{fmt}.parquet", output_format=fmt)
         table = pq.read_table(tmp_path / f"{fmt}.parquet")
@@ -344,7 +346,7 @@ def test_failed_write_leaves_no_output_file(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    real_rows = mcli._rows
+    real_rows = pipeline.output_rows
 
     def failing_rows(*args: Any) -> Any:
         for i, row in enumerate(real_rows(*args)):
@@ -352,7 +354,7 @@ def test_failed_write_leaves_no_output_file(
                 raise OSError("No space left on device")
             yield row
 
-    monkeypatch.setattr(mcli, "_rows", failing_rows)
+    monkeypatch.setattr(pipeline, "output_rows", failing_rows)
     out = tmp_path / "o" / "out.jsonl"
     code, _, err = run_main(_argv(files, out), capsys)
     assert_one_line_error(code, err, "No space left on device")
@@ -376,6 +378,31 @@ def test_command_prints_summary_table(
     assert (tmp_path / "o.parquet").is_file() and (tmp_path / "o.parquet.summary.json").is_file()
 
 
+def test_command_device_defaults_to_auto(
+    tmp_path: Path,
+    files: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from posneg.mining.config import resolve_device
+
+    asked: list[dict[str, Any]] = []
+
+    def factory(model: str, **kwargs: Any) -> Any:
+        asked.append(kwargs)
+        return _encoder(FakeEncoder())
+
+    monkeypatch.setattr(mine_command, "ENCODER_FACTORY", factory)
+    out = tmp_path / "o.jsonl"
+    code, _, err = run_main(_argv(files, out, "--batch-size", "8"), capsys)
+    assert code == 0, err
+    assert asked == [{"device": "auto", "batch_size": 8, "max_seq_length": None, "quiet": True}]
+    saved = json.loads((tmp_path / "o.jsonl.summary.json").read_text())
+    assert saved["config"]["device"] == str(resolve_device("auto"))
+    assert saved["config"]["model"] == "all-MiniLM-L6-v2" and saved["config"]["batch_size"] == 8
+    assert saved["config"]["queries"] == str(files[0])
+
+
 # ---------------------------------------------------------------------------------------------
 # errors: one line, exit code 2, the model never loaded
 # ---------------------------------------------------------------------------------------------
@@ -386,7 +413,7 @@ def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
     def factory(model: str, **kwargs: Any) -> Any:
         raise AssertionError("the model must not be loaded for a user mistake")
 
-    monkeypatch.setattr(mcli, "ENCODER_FACTORY", factory)
+    monkeypatch.setattr(mine_command, "ENCODER_FACTORY", factory)
 
 
 def _err(argv: list[str], capsys: pytest.CaptureFixture[str], *fragments: str) -> None:
@@ -456,13 +483,10 @@ def test_input_errors(
         (["--range-min", "3"], ("--range-min 3", "3 documents")),
         (["--num-negatives", "5"], ("--num-negatives 5", "3 candidates")),
         (["--range-min", "2", "--range-max", "1"], ("--range-max 1", "smaller than --range-min")),
-        (["--format", "pairs"], ("--format", "'pairs'", "triplets")),
-        (["--sampling", "best"], ("--sampling", "'best'")),
-        (["--index", "hnsw"], ("--index", "'hnsw'")),
         (["--temperature", "0"], ("--temperature",)),
         (["--relative-margin", "-0.1"], ("--relative-margin",)),
         (["--margin", "-1"], ("--margin",)),
-        (["--batch-size", "0"], ("--batch-size",)),
+        (["--shard-size", "0"], ("--shard-size must be >= 1",)),
         (["--device", "tpu9"], ("--device",)),
     ],
 )
@@ -471,6 +495,31 @@ def test_option_errors(
 ) -> None:
     files = _qc(tmp_path, _Q, _C)
     _err([*_argv(files, tmp_path / "o.jsonl"), *extra], capsys, *fragments)
+
+
+@pytest.mark.usefixtures("no_model")
+@pytest.mark.parametrize(
+    ("extra", "fragments"),
+    [
+        (["--format", "pairs"], ("--format", "'pairs'", "'triplets'", "'nway'", "'full'")),
+        (["--sampling", "best"], ("--sampling", "'best'", "'softmax'")),
+        (["--index", "hnsw"], ("--index", "'hnsw'", "'faiss-ivf'")),
+        (["--batch-size", "0"], ("--batch-size",)),
+        (["--max-seq-length", "0"], ("--max-seq-length",)),
+    ],
+)
+def test_choice_and_range_flags_are_checked_by_typer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], fragments: tuple[str, ...]
+) -> None:
+    files = _qc(tmp_path, _Q, _C)
+    code, out, err = run_main([*_argv(files, tmp_path / "o.jsonl"), *extra], capsys)
+    assert code == 2 and out == "" and "Traceback" not in err
+    # typer's boxed message, compared without box edges and whitespace (rich wraps it)
+    text = "".join(err.replace("│", " ").split())
+    assert "Invalidvaluefor" in text
+    for f in fragments:
+        assert "".join(f.split()) in text, err
+    assert not (tmp_path / "o.jsonl").exists()
 
 
 @pytest.mark.usefixtures("no_model")

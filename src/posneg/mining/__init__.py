@@ -4,25 +4,32 @@
   sentence-transformers model, or a callable; embeddings cached on disk in resumable shards.
 - :class:`ExactIndex` / :class:`FaissIndex`: ``add(embeddings, ids)``, ``search(queries, k)``.
 - :func:`mine`: negatives from a rank window with false-negative filters, under a generator.
+- :func:`mine_files` with a :class:`MineConfig`: ``posneg mine`` as a function (files read and
+  written by :mod:`posneg.mining.files`).
 - :func:`retrieval_metrics`: MRR@10, nDCG@10, Recall@k through an index (no full score matrix).
 - :mod:`posneg.mining.strategies`: STAR, ADORE, NGAME, ANCE-style refresh, random negatives.
 """
 
+from posneg.mining.config import MineConfig
 from posneg.mining.encode import DEFAULT_MODEL, TextEncoder, encode, load_encoder
 from posneg.mining.index import ExactIndex, FaissIndex, Index
 from posneg.mining.metrics import retrieval_metrics
 from posneg.mining.mine import MinedNegatives, duplicate_groups, mine
+from posneg.mining.pipeline import MineSummary, mine_files
 
 __all__ = [
     "DEFAULT_MODEL",
     "ExactIndex",
     "FaissIndex",
     "Index",
+    "MineConfig",
+    "MineSummary",
     "MinedNegatives",
     "TextEncoder",
     "duplicate_groups",
     "encode",
     "load_encoder",
     "mine",
+    "mine_files",
     "retrieval_metrics",
 ]
