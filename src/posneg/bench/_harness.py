@@ -12,6 +12,8 @@ A bench (``bench/<family>.py``) keeps only its recipe; this module gives it:
   N), ``--out``, ``--quiet``, as typer ``Annotated`` aliases (:data:`SeedsOption` ...), checked by
   :func:`check_common` and resolved by :func:`seed_list`, :func:`resolve_device` and
   :func:`torch_threads`.
+- **The command** :func:`command`: the typer command of a bench, one option per field of its
+  frozen config dataclass (help from the dataclass's ``Attributes:`` docstring).
 - **The grid runner** :func:`run_grid`: runs jobs in order under rich progress bars (all runs,
   and the current run when a run has several steps).
 
@@ -21,8 +23,12 @@ Every user mistake raises :class:`UsageError` (an :class:`posneg._io.InputError`
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
 import os
+import re
+import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -50,6 +56,7 @@ __all__ = [
     "build",
     "check_common",
     "check_number",
+    "command",
     "load_technique",
     "parse_spec",
     "parse_specs",
@@ -59,6 +66,7 @@ __all__ = [
     "torch_threads",
 ]
 
+C = TypeVar("C")
 J = TypeVar("J")
 R = TypeVar("R")
 
@@ -224,6 +232,19 @@ class SpecParser:
         """The registry entry of ``key``, or ``None`` for a baseline."""
         return None if key in self.baselines else registry.get(key)
 
+    def available(self) -> tuple[str, ...]:
+        """The keys usable in this installation: baselines, and techniques whose module imports."""
+        out = []
+        for key in self.keys:
+            tech = self.technique(key)
+            try:
+                if tech is not None:
+                    tech.load()
+            except (ImportError, AttributeError):
+                continue
+            out.append(key)
+        return tuple(out)
+
     def where(self, spec: Spec) -> str:
         """``--objective 'hcl:beta=2'``: the prefix of messages about one spec."""
         return f"{self.flag} {spec.label()!r}"
@@ -304,7 +325,7 @@ def check_number(
     if not (math.isfinite(value) and lo_ok and hi_ok):
         left = "[" if closed in ("low", "both") else "("
         right = "]" if closed in ("high", "both") else ")"
-        raise UsageError(f"{flag}: must be in {left}{low}, {high}{right}; got {value}")
+        raise UsageError(f"{flag}: must be in {left}{low:g}, {high:g}{right}; got {value}")
 
 
 def check_common(cfg: Any) -> None:
@@ -418,3 +439,103 @@ def run_grid(
             while done[0] < steps:
                 tick()
     return results
+
+
+# ---------------------------------------------------------------------------------------------
+# the command
+# ---------------------------------------------------------------------------------------------
+
+#: Help of the shared options (the same in every bench).
+SHARED_HELP: dict[str, str] = {
+    "seeds": "Number of seeds (first-seed, first-seed+1, ...).",
+    "first_seed": "First seed.",
+    "device": "auto, cpu, cuda or cuda:N.",
+    "threads": "CPU threads for torch (0: automatic, min(4, cores)).",
+    "out": "Output folder.",
+    "quiet": "No progress, no table.",
+}
+
+
+def _attribute_help(config: type) -> dict[str, str]:
+    """``name: text`` entries of the ``Attributes:`` section of a dataclass docstring."""
+    doc = inspect.getdoc(config) or ""
+    section = doc.split("Attributes:", 1)[1] if "Attributes:" in doc else ""
+    out: dict[str, str] = {}
+    names: list[str] = []
+    for line in section.splitlines():
+        m = re.match(r"^    ([\w, ]+): (.*)$", line)
+        if m:
+            names = [n.strip() for n in m.group(1).split(",")]
+            for n in names:
+                out[n] = m.group(2).strip()
+        elif line.startswith("        ") and names:
+            for n in names:
+                out[n] += " " + line.strip()
+        elif line.strip():
+            break
+    return {k: v[0].upper() + v[1:] for k, v in out.items()}
+
+
+def command(
+    config: type[C],
+    run: Callable[[C], Mapping[str, Any]],
+    *,
+    doc: str,
+    flags: Mapping[str, tuple[str, ...]] | None = None,
+    help: Mapping[str, str] | None = None,
+    finish: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> Callable[..., None]:
+    """The typer command of a bench: one option per field of its config dataclass.
+
+    A field ``batch_size`` becomes ``--batch-size`` (``flags`` renames it and adds short
+    names); its default is the field's; a ``tuple[X, ...]`` field becomes a repeatable option
+    whose absence means the field's default; ``quiet`` is the flag ``--quiet/-q``. The help of a
+    field is its entry in ``help``, else the shared help (:data:`SHARED_HELP`), else its entry in
+    the dataclass's ``Attributes:`` docstring. The command builds the config (after
+    ``finish(values)``, which may fill absent repeatable options, given as ``None``), runs it,
+    and with ``--quiet`` prints the report's path.
+
+    Args:
+        config: the bench's frozen config dataclass.
+        run: the bench's ``run(cfg)``; returns a mapping with ``"report"``.
+        doc: the command's help (its first line is the summary in ``posneg bench --help``).
+        flags: field -> option names (``{"objectives": ("--objective", "-o")}``).
+        help: field -> help text overriding the docstring's.
+        finish: adjusts the values before the config is built.
+    """
+    hints = typing.get_type_hints(config)
+    docs = {**_attribute_help(config), **SHARED_HELP, **(help or {})}
+    params: list[inspect.Parameter] = []
+    repeatable: set[str] = set()
+    for f in dataclasses.fields(config):  # type: ignore[arg-type]
+        kind = hints[f.name]
+        names = (flags or {}).get(f.name) or ("--" + f.name.replace("_", "-"),)
+        if f.name == "quiet":
+            names = ("--quiet", "-q")
+        default = f.default
+        if typing.get_origin(kind) is tuple:
+            repeatable.add(f.name)
+            kind = list[typing.get_args(kind)[0]] | None  # type: ignore[misc]
+            default = None
+        option = typer.Option(*names, help=docs.get(f.name, ""))
+        annotation = Annotated[kind, option]  # type: ignore[valid-type]
+        params.append(
+            inspect.Parameter(
+                f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+            )
+        )
+
+    def cli(**values: Any) -> None:
+        for name in repeatable:
+            values[name] = tuple(values[name]) if values[name] else None
+        if finish is not None:
+            values = finish(values)
+        values = {k: v for k, v in values.items() if v is not None or k not in repeatable}
+        result = run(config(**values))
+        if values.get("quiet"):
+            typer.echo(str(result["report"]))
+
+    cli.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    cli.__doc__ = doc
+    cli.__annotations__ = {p.name: p.annotation for p in params}
+    return cli

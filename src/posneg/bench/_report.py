@@ -17,8 +17,8 @@ import os
 import platform
 import statistics
 import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +29,19 @@ from posneg.bench._terminal import console, rich_table
 
 __all__ = [
     "DemoSummary",
+    "MetricPlot",
+    "aggregate",
     "environment",
     "fmt",
     "markdown_table",
     "mean_std",
+    "paired",
+    "pct_cell",
+    "pp_cell",
     "resolved_config",
     "save_figure",
     "show",
+    "sweep_plot",
     "write_report",
 ]
 
@@ -71,6 +77,86 @@ def fmt(mean: float, sd: float, *, pct: bool = False, digits: int = 3) -> str:
     if pct:
         return f"{100 * mean:.1f} ± {100 * sd:.1f}"
     return f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+def pct_cell(mean: float, sd: float, n: int) -> str:
+    """A share as a percentage table cell: ``91.2`` for one seed, ``91.2 ± 0.4`` for several."""
+    return f"{100 * mean:.1f}" if n == 1 and not math.isnan(mean) else fmt(mean, sd, pct=True)
+
+
+def pp_cell(mean: float, sd: float, n: int) -> str:
+    """A difference in percentage points: ``+1.2`` for one seed, ``+1.2 ± 0.3`` for several."""
+    if math.isnan(mean):
+        return "n/a"
+    return f"{100 * mean:+.1f}" + (f" ± {100 * sd:.1f}" if n > 1 else "")
+
+
+def aggregate(
+    runs: Sequence[Mapping[str, Any]],
+    *,
+    by: Sequence[str],
+    metrics: Sequence[str],
+    keep: Sequence[str] = (),
+    means: Sequence[str] = (),
+) -> list[dict[str, Any]]:
+    """Group runs by the fields ``by`` (first-seen order) and summarise each group over seeds.
+
+    Each row holds the ``by`` fields, the ``keep`` fields of the group's first run, ``seeds``,
+    ``<metric>_mean`` and ``<metric>_std`` for every metric (:func:`mean_std`) and
+    ``<field>_mean`` for every field of ``means`` (timings).
+    """
+    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault(tuple(r[k] for k in by), []).append(r)
+    out = []
+    for rs in groups.values():
+        row: dict[str, Any] = {k: rs[0][k] for k in (*by, *keep)}
+        row["seeds"] = [r["seed"] for r in rs]
+        for m in metrics:
+            row[f"{m}_mean"], row[f"{m}_std"] = mean_std([r[m] for r in rs])
+        for m in means:
+            row[f"{m}_mean"] = mean_std([r[m] for r in rs])[0]
+        out.append(row)
+    return out
+
+
+def paired(
+    runs: Sequence[Mapping[str, Any]], a: str, b: str, *, metric: str, label: str, group: str
+) -> list[dict[str, Any]]:
+    """Per value of ``group``, the per-seed difference ``a - b`` of ``metric`` and its wins.
+
+    Args:
+        runs: run records with ``seed``, ``label``, ``group`` and ``metric`` fields.
+        a, b: the two values of ``label`` (technique labels) compared.
+        metric: the compared field.
+        label: the field naming the technique (``technique``, ``objective``).
+        group: the field runs are paired within (``dataset``, ``batch_size``).
+
+    Returns:
+        One dict per group holding both: ``{group: value, "metric", "seeds", "diff_mean",
+        "diff_std", "wins", "ties", "losses"}``, in first-seen order.
+    """
+    by = {(r[group], r[label], r["seed"]): r[metric] for r in runs}
+    out = []
+    for g in dict.fromkeys(r[group] for r in runs):
+        seeds = sorted(s for (gg, t, s) in by if gg == g and t == a and (g, b, s) in by)
+        if not seeds:
+            continue
+        diffs = [by[(g, a, s)] - by[(g, b, s)] for s in seeds]
+        m, sd = mean_std(diffs)
+        out.append(
+            {
+                group: g,
+                "metric": metric,
+                "seeds": seeds,
+                "diff_mean": m,
+                "diff_std": sd,
+                "wins": sum(d > 0 for d in diffs),
+                "ties": sum(d == 0 for d in diffs),
+                "losses": sum(d < 0 for d in diffs),
+            }
+        )
+    return out
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -120,6 +206,114 @@ def save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
     return atomic_write_bytes(path, buf.getvalue())
+
+
+@dataclass(frozen=True)
+class MetricPlot:
+    """One figure: a panel per metric, techniques along x, one series per group, mean ± std.
+
+    Attributes:
+        title: the figure title.
+        label: the field of an aggregate row naming the technique (x axis).
+        group: the field naming a series (``batch_size``, ``dataset``).
+        metrics: ``(field, axis title)`` per panel; rows hold ``<field>_mean``/``_std``.
+        kind: ``bar`` (bars from 0) or ``point`` (points with error bars).
+        scale: multiplies every value (100 for percentages); the axis tops at ``scale``.
+        margin: room under the lowest value, as a share of ``scale``.
+        baseline: a dashed reference line per metric (``raw input``), in unscaled units.
+        series: the legend text of a group value.
+        ticks: the tick text of a label.
+    """
+
+    title: str
+    label: str
+    group: str
+    metrics: Sequence[tuple[str, str]]
+    kind: str = "bar"
+    scale: float = 1.0
+    margin: float = 0.05
+    baseline: Mapping[str, float] = field(default_factory=dict)
+    series: Callable[[Any], str] = str
+    ticks: Callable[[str], str] = str
+
+    def save(self, path: str | os.PathLike[str], agg: Sequence[Mapping[str, Any]]) -> Path:
+        """Draw ``agg`` (rows of :func:`aggregate`) and write the PNG atomically."""
+        import numpy as np
+        from matplotlib.figure import Figure
+
+        labels = list(dict.fromkeys(a[self.label] for a in agg))
+        groups = list(dict.fromkeys(a[self.group] for a in agg))
+        by = {(a[self.label], a[self.group]): a for a in agg}
+        k = self.scale
+        fig = Figure(figsize=(max(7.0, 0.9 * len(labels) * len(groups) ** 0.5 + 3), 8.5))
+        axes = np.atleast_1d(fig.subplots(len(self.metrics), 1, sharex=True))
+        width = 0.8 / max(1, len(groups))
+        xs = np.arange(len(labels))
+        for ax, (key, title) in zip(axes, self.metrics, strict=True):
+            for j, g in enumerate(groups):
+                rows = [by.get((lab, g)) for lab in labels]
+                means = [k * r[f"{key}_mean"] if r else math.nan for r in rows]
+                sds = [k * r[f"{key}_std"] if r else 0.0 for r in rows]
+                at = xs + (j - (len(groups) - 1) / 2) * width
+                if self.kind == "bar":
+                    ax.bar(at, means, width, yerr=sds, capsize=2, label=self.series(g))
+                else:
+                    ax.errorbar(at, means, yerr=sds, fmt="o", capsize=3, label=self.series(g))
+            lows = [
+                a[f"{key}_mean"] - (a[f"{key}_std"] if self.kind == "point" else 0.0)
+                for a in agg
+                if math.isfinite(a[f"{key}_mean"])
+            ]
+            if key in self.baseline:
+                ax.axhline(k * self.baseline[key], color="grey", ls="--", lw=1, label="raw input")
+                lows.append(self.baseline[key])
+            ax.set_ylim(max(0.0, k * (min(lows, default=0.0) - self.margin)), k)
+            ax.set_ylabel(title)
+            ax.grid(axis="y", alpha=0.3)
+            ax.legend(fontsize=7, loc="lower right")
+        axes[-1].set_xticks(xs, [self.ticks(lab) for lab in labels], rotation=30, ha="right")
+        fig.suptitle(self.title)
+        return save_figure(fig, path)
+
+
+def sweep_plot(
+    path: str | os.PathLike[str],
+    agg: Sequence[Mapping[str, Any]],
+    *,
+    x: str,
+    series: str,
+    metrics: Sequence[tuple[str, str]],
+    title: str,
+    name: Callable[[Any], str] = str,
+    scale: float = 100.0,
+) -> Path:
+    """Metric against a numeric setting (``batch_size``, log2 axis), a line per ``series`` value.
+
+    One panel per ``(field, axis title)`` of ``metrics``, side by side, mean ± std error bars.
+    """
+    from matplotlib.figure import Figure
+
+    xs = sorted({a[x] for a in agg})
+    fig = Figure(figsize=(5 * len(metrics), 4.5))
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    for ax, (key, ylabel) in zip(axes, metrics, strict=True):
+        for value in dict.fromkeys(a[series] for a in agg):
+            pts = [a for a in agg if a[series] == value]
+            ax.errorbar(
+                [a[x] for a in pts],
+                [scale * a[f"{key}_mean"] for a in pts],
+                yerr=[scale * a[f"{key}_std"] for a in pts],
+                marker="o",
+                capsize=3,
+                label=name(value),
+            )
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(xs, [str(v) for v in xs])
+        ax.set(xlabel=x.replace("_", " "), ylabel=ylabel)
+        ax.grid(alpha=0.3)
+    axes[-1].legend(fontsize=7)
+    fig.suptitle(title)
+    return save_figure(fig, path)
 
 
 def write_report(

@@ -1,31 +1,21 @@
 """`posneg bench imbalance`: rebalancing techniques side by side on imbalanced tabular data.
 
-For every technique (a spec string such as ``smote:k_neighbors=3`` or ``dice:alpha=0.5``), every
-data set and every seed, the bench trains the same small MLP (``F -> 64 -> 64 -> 1``, ReLU, one
-logit) on the training split and reports on the untouched test split:
+For every technique spec (``smote:k_neighbors=3``, ``dice:alpha=0.5``), data set and seed, the
+bench trains the same small MLP (``F -> 64 -> 64 -> 1``, ReLU, one logit) on the training split
+and reports on the untouched test split the **minority F1** and the **balanced accuracy** at
+``sigmoid(logit) > 0.5``, and the **average precision** of the logits (scikit-learn).
 
-- **minority F1**: F1 of the positive (minority) class at the decision threshold 0.5
-  (``sigmoid(logit) > 0.5``), ``sklearn.metrics.f1_score``;
-- **balanced accuracy**: the mean of the two per-class recalls at the same threshold;
-- **average precision**: area under the precision-recall curve of the logits (threshold-free).
+Kinds: ``none`` trains with binary cross-entropy on the data as they are; *resamplers*
+(``random``, ``smote``, ``borderline_smote``, ``adasyn``) rebalance the training split once per
+run with ``fit_resample(X, y, generator=...)`` (``random`` duplicates minority samples uniformly
+with replacement, imbalanced-learn's ``RandomOverSampler``); the *balanced sampler* draws
+class-balanced batches; *losses* (``dice``, ``focal``) replace cross-entropy. ``none`` and
+``random`` are the bench's own baselines; every other key is a registry key.
 
-Techniques, in three kinds:
-
-- *none* trains with binary cross-entropy on the data as they are;
-- *resamplers* (``random`` oversampling, ``smote``, ``borderline_smote``, ``adasyn``) rebalance
-  the training split once per run with ``fit_resample(X, y, generator=...)``, then train with
-  cross-entropy; ``random`` duplicates minority samples drawn uniformly with replacement until
-  the classes are equal (imbalanced-learn's ``RandomOverSampler`` semantics);
-- the *balanced sampler* draws class-balanced batches (``BalancedBatchSampler``) with
-  cross-entropy;
-- *losses* (``dice``, ``focal``) train on the data as they are with that loss on the logit.
-
-Every run takes the same number of optimiser steps, ``epochs * ceil(N_train / batch_size)``,
-whatever the size of its (resampled) training set: an "epoch" is that many batches, drawn
-without replacement from a fresh permutation of the (resampled) set, cycling when it runs out.
-Seed ``s`` fixes the train/test split and the minority subsample (so the seeds also average over
-data draws), the weight initialisation, the resampling and the batch order; every technique sees
-the same split and initial weights for a given seed, so their differences are paired.
+Every run takes ``epochs * ceil(N_train / batch_size)`` optimiser steps, whatever the size of
+its (resampled) training set. Seed ``s`` fixes the split and minority subsample
+(:mod:`posneg.data.tabular`), the weights, the resampling and the batch order: every technique
+sees the same split and weights for a given seed, so their differences are paired.
 
 Python use::
 
@@ -40,31 +30,18 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
 import torch
-import typer
-from rich.console import Console
 from torch import nn
 
-from posneg import registry
-from posneg.bench._common import (
-    DemoSummary,
-    Spec,
-    UsageError,
-    atomic_save_figure,
-    console,
-    fmt,
-    mean_std,
-    parse_specs,
-    progress_bar,
-    resolve_device,
-    rich_table,
-    write_report,
-)
+from posneg.bench import _harness as h
+from posneg.bench import _report as rep
+from posneg.bench._report import DemoSummary
+from posneg.data.batches import permutation_batches, sampler_batches
 from posneg.data.tabular import (
     ImbalancedSplit,
     load_breast_cancer_imbalanced,
@@ -72,52 +49,28 @@ from posneg.data.tabular import (
     load_npz_imbalanced,
 )
 
-__all__ = [
-    "DATASETS",
-    "DEFAULT_TECHNIQUES",
-    "DEMO_CONFIG",
-    "MLP",
-    "TECHNIQUES",
-    "BenchConfig",
-    "cli",
-    "demo",
-    "evaluate",
-    "random_oversample",
-    "run",
-]
+__all__ = ["DATASETS", "DEFAULT_TECHNIQUES", "DEMO_CONFIG", "MLP", "PARSER", "TECHNIQUES"]
+__all__ += ["BenchConfig", "cli", "demo", "evaluate", "random_oversample", "run"]
 
 #: The embedded data sets `--dataset` accepts.
 DATASETS: tuple[str, ...] = ("breast_cancer", "digits")
 
 
-# ---------------------------------------------------------------------------------------------
-# techniques
-# ---------------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Technique:
-    """How the bench builds and uses one technique.
-
-    Attributes:
-        key: the spec name (also the registry key where ``registered``).
-        kind: ``none``, ``resample``, ``sampler`` or ``loss``.
-        registered: built from ``posneg.registry`` (else the bench's own ``random``/``none``).
-        defaults: constructor arguments the bench sets unless the spec gives them.
-    """
+    """How the bench uses one technique: ``kind`` is ``none``, ``resample``, ``sampler`` or
+    ``loss``."""
 
     key: str
     kind: str
-    registered: bool = True
-    defaults: Mapping[str, Any] = field(default_factory=dict)
 
 
 #: Everything `--technique` accepts, in table order.
 TECHNIQUES: dict[str, Technique] = {
     t.key: t
     for t in (
-        Technique("none", "none", registered=False),
-        Technique("random", "resample", registered=False),
+        Technique("none", "none"),
+        Technique("random", "resample"),
         Technique("smote", "resample"),
         Technique("borderline_smote", "resample"),
         Technique("adasyn", "resample"),
@@ -126,6 +79,9 @@ TECHNIQUES: dict[str, Technique] = {
         Technique("focal", "loss"),
     )
 }
+
+#: The spec parser of `--technique`: registry keys plus the bench's two baselines.
+PARSER = h.SpecParser("--technique", "technique", tuple(TECHNIQUES), baselines=("none", "random"))
 
 #: The techniques run when `--technique` is not given: all of them.
 DEFAULT_TECHNIQUES: tuple[str, ...] = tuple(TECHNIQUES)
@@ -149,61 +105,33 @@ def random_oversample(
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def _registered_class(spec: Spec, where: str) -> Any:
-    try:
-        return registry.find(spec.key).load()
-    except (KeyError, ModuleNotFoundError, AttributeError):
-        raise UsageError(f"{where}: technique not available in this installation") from None
-
-
-def _available(key: str) -> bool:
-    tech = TECHNIQUES[key]
-    if not tech.registered:
-        return True
-    try:
-        registry.find(key).load()
-    except (KeyError, ModuleNotFoundError, AttributeError, ImportError):
-        return False
-    return True
-
-
 def _default_techniques() -> tuple[str, ...]:
     """Every technique whose module this installation has (all of them in a full install)."""
-    return tuple(k for k in DEFAULT_TECHNIQUES if _available(k))
+    return tuple(k for k in PARSER.available() if k in DEFAULT_TECHNIQUES)
 
 
 def _build(
-    spec: Spec,
+    spec: h.Spec,
     *,
     labels: np.ndarray | None = None,
     batch_size: int = 64,
     generator: torch.Generator | None = None,
 ) -> Any:
     """Instantiate ``spec``'s unit (a sampler needs the labels); errors become one line."""
-    tech = TECHNIQUES[spec.key]
-    where = f"--technique {spec.label()!r}"
-    if not tech.registered:
+    tech, where = TECHNIQUES[spec.key], PARSER.where(spec)
+    if PARSER.technique(spec.key) is None:
         if spec.kwargs:
-            raise UsageError(f"{where}: {spec.key} takes no arguments")
+            raise h.UsageError(f"{where}: {spec.key} takes no arguments")
         return None
-    cls = _registered_class(spec, where)
-    kwargs = {**tech.defaults, **spec.kwargs}
+    cls = h.load_technique(spec.key, where)
     for name in ("generator", *(("batch_size",) if tech.kind == "sampler" else ())):
-        if name in kwargs:
-            raise UsageError(f"{where}: {name} is set by the bench")
-    try:
-        if tech.kind == "sampler":
-            # validation before any run uses two samples per class; a run passes its labels
-            y = np.array([0, 0, 1, 1]) if labels is None else labels
-            return cls(y, batch_size, generator=generator, **kwargs)
-        return cls(**kwargs)
-    except (ValueError, TypeError) as exc:
-        raise UsageError(f"{where}: {exc}") from None
-
-
-# ---------------------------------------------------------------------------------------------
-# model, training and evaluation
-# ---------------------------------------------------------------------------------------------
+        if name in spec.kwargs:
+            raise h.UsageError(f"{where}: {name} is set by the bench")
+    make = cls
+    if tech.kind == "sampler":  # validation before any run uses two samples per class
+        y = np.array([0, 0, 1, 1]) if labels is None else labels
+        make = lambda **kw: cls(y, batch_size, generator=generator, **kw)  # noqa: E731
+    return h.build(make, spec, where)
 
 
 class MLP(nn.Module):
@@ -212,12 +140,9 @@ class MLP(nn.Module):
     def __init__(self, in_dim: int, *, hidden: int = 64) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(in_dim, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, hidden),
-            nn.ReLU(),
+            nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
             nn.Linear(hidden, 1),
-        )
+        )  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (B,)."""
@@ -236,63 +161,29 @@ def evaluate(logits: np.ndarray, y: np.ndarray) -> dict[str, float]:
     }
 
 
-def _batches_from_set(
-    n: int, steps: int, batch_size: int, generator: torch.Generator
-) -> list[torch.Tensor]:
-    """``steps`` index batches, each without replacement, from fresh permutations of ``n``."""
-    out: list[torch.Tensor] = []
-    perm = torch.randperm(n, generator=generator)
-    pos = 0
-    for _ in range(steps):
-        if pos + batch_size > n:
-            perm = torch.randperm(n, generator=generator)
-            pos = 0
-        out.append(perm[pos : pos + batch_size])
-        pos += batch_size
-    return out
-
-
-def _sampler_batches(sampler: Any, steps: int) -> list[torch.Tensor]:
-    """``steps`` index batches from a batch sampler (restarted when exhausted)."""
-    out: list[torch.Tensor] = []
-    while len(out) < steps:
-        got = 0
-        for batch in sampler:
-            out.append(torch.as_tensor(batch, dtype=torch.long))
-            got += 1
-            if len(out) == steps:
-                break
-        if got == 0:
-            raise UsageError("--technique balanced_sampler: the sampler yielded no batch")
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# configuration
-# ---------------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class BenchConfig:
     """Everything a bench run depends on (recorded in results.json).
 
     Attributes:
-        techniques: spec strings (``none``, ``smote:k_neighbors=3``, ``dice:alpha=0.5``).
-        datasets: embedded data sets (``breast_cancer``, ``digits``); ignored entries when
-            ``data`` is given and ``datasets`` is empty.
-        data: a user ``.npz`` (X, y), run in addition to ``datasets``.
+        techniques: technique spec, repeatable: none, random, smote, borderline_smote, adasyn,
+            balanced_sampler, dice, focal, with constructor arguments as in 'smote:k_neighbors=3'
+            or 'dice:alpha=0.01,form=set'. Default: all of them.
+        datasets: embedded data set, repeatable: breast_cancer, digits. Default: both (only
+            --data when --data is given).
+        data: .npz with X (N, F) and y (N,); the rarest class is the positive one.
         digit: the rare digit of the digits task.
-        minority_fraction: share of the minority class in the embedded training splits.
+        minority_fraction: minority share of the embedded training splits.
         test_fraction: share of each class held out (untouched).
         seeds: number of seeds (``first_seed``, ``first_seed + 1``, ...).
         first_seed: the first seed.
-        epochs: passes of ``ceil(N_train / batch_size)`` steps each.
+        epochs: epochs of ceil(N_train / batch-size) steps.
         batch_size: samples per step.
-        hidden: MLP width.
+        hidden: MLP hidden width.
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``.
-        threads: CPU threads for torch (tiny MLPs run fastest on 1).
+        threads: CPU threads for torch (0: min(4, available cores)); tiny MLPs run fastest on 1.
         out: output folder.
         quiet: no progress bars and no table.
     """
@@ -310,87 +201,62 @@ class BenchConfig:
     hidden: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    device: str = "cpu"
+    device: str = "auto"
     threads: int = 1
     out: str = "runs/imbalance"
     quiet: bool = False
 
 
-def _validate(cfg: BenchConfig) -> list[Spec]:
-    specs = parse_specs(cfg.techniques, TECHNIQUES, flag="--technique", what="technique")
+def _validate(cfg: BenchConfig) -> list[h.Spec]:
+    specs = PARSER.parse(cfg.techniques)
     for name in cfg.datasets:
         if name not in DATASETS:
-            raise UsageError(
-                f"--dataset: unknown data set {name!r}; known: {', '.join(DATASETS)} "
-                "(or --data FILE.npz)"
+            known = ", ".join(DATASETS)
+            raise h.UsageError(
+                f"--dataset: unknown data set {name!r}; known: {known} (or --data FILE.npz)"
             )
     if len(set(cfg.datasets)) != len(cfg.datasets):
-        raise UsageError(f"--dataset: a data set is given twice: {list(cfg.datasets)}")
+        raise h.UsageError(f"--dataset: a data set is given twice: {list(cfg.datasets)}")
     if not cfg.datasets and cfg.data is None:
-        raise UsageError("--dataset: give at least one data set or --data FILE.npz")
+        raise h.UsageError("--dataset: give at least one data set or --data FILE.npz")
     if cfg.data is not None and not Path(cfg.data).is_file():
-        raise UsageError(f"--data: no such file: {cfg.data}")
+        raise h.UsageError(f"--data: no such file: {cfg.data}")
     if not 0 <= cfg.digit <= 9:
-        raise UsageError(f"--digit: must be in 0-9; got {cfg.digit}")
-    if not 0.0 < cfg.minority_fraction < 0.5:
-        raise UsageError(f"--minority-fraction: must be in (0, 0.5); got {cfg.minority_fraction}")
-    if not 0.0 < cfg.test_fraction < 1.0:
-        raise UsageError(f"--test-fraction: must be in (0, 1); got {cfg.test_fraction}")
-    if cfg.seeds < 1:
-        raise UsageError(f"--seeds: must be >= 1 (the number of seeds); got {cfg.seeds}")
-    if cfg.first_seed < 0:
-        raise UsageError(f"--first-seed: must be >= 0; got {cfg.first_seed}")
-    if cfg.epochs < 1:
-        raise UsageError(f"--epochs: must be >= 1; got {cfg.epochs}")
-    if cfg.batch_size < 2:
-        raise UsageError(f"--batch-size: must be >= 2; got {cfg.batch_size}")
+        raise h.UsageError(f"--digit: must be in 0-9; got {cfg.digit}")
+    h.check_number("--minority-fraction", cfg.minority_fraction, low=0, high=0.5, closed="none")
+    h.check_number("--test-fraction", cfg.test_fraction, low=0, high=1, closed="none")
+    h.check_common(cfg)
+    for flag, value, low in (("--epochs", cfg.epochs, 1), ("--batch-size", cfg.batch_size, 2)):
+        if value < low:
+            raise h.UsageError(f"{flag}: must be >= {low}; got {value}")
     if cfg.hidden < 1:
-        raise UsageError(f"--hidden: must be >= 1; got {cfg.hidden}")
-    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
-        raise UsageError(f"--lr: must be a finite number > 0; got {cfg.lr}")
-    if not (math.isfinite(cfg.weight_decay) and cfg.weight_decay >= 0):
-        raise UsageError(f"--weight-decay: must be a finite number >= 0; got {cfg.weight_decay}")
-    if cfg.threads < 1:
-        raise UsageError(f"--threads: must be >= 1; got {cfg.threads}")
-    if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
-        raise UsageError(f"--out: {cfg.out} exists and is not a folder")
+        raise h.UsageError(f"--hidden: must be >= 1; got {cfg.hidden}")
+    h.check_number("--lr", cfg.lr, low=0, closed="none")
+    h.check_number("--weight-decay", cfg.weight_decay, low=0)
     for spec in specs:  # every spec is built once before any training starts
         _build(spec, batch_size=cfg.batch_size)
     return specs
 
 
 def _load(name: str, cfg: BenchConfig, seed: int) -> ImbalancedSplit:
+    kw: dict[str, Any] = {"test_fraction": cfg.test_fraction, "seed": seed}
     if name == "breast_cancer":
-        return load_breast_cancer_imbalanced(
-            minority_fraction=cfg.minority_fraction, test_fraction=cfg.test_fraction, seed=seed
-        )
+        return load_breast_cancer_imbalanced(minority_fraction=cfg.minority_fraction, **kw)
     if name == "digits":
         return load_digits_one_vs_rest(
-            digit=cfg.digit,
-            minority_fraction=cfg.minority_fraction,
-            test_fraction=cfg.test_fraction,
-            seed=seed,
+            digit=cfg.digit, minority_fraction=cfg.minority_fraction, **kw
         )
     try:
-        return load_npz_imbalanced(name, test_fraction=cfg.test_fraction, seed=seed)
+        return load_npz_imbalanced(name, **kw)
     except (ValueError, OSError) as exc:
-        raise UsageError(f"--data: {exc}") from None
-
-
-# ---------------------------------------------------------------------------------------------
-# one run
-# ---------------------------------------------------------------------------------------------
+        raise h.UsageError(f"--data: {exc}") from None
 
 
 def _train_one(
-    spec: Spec,
-    data: ImbalancedSplit,
-    seed: int,
-    cfg: BenchConfig,
-    device: torch.device,
+    spec: h.Spec, data: ImbalancedSplit, seed: int, cfg: BenchConfig, device: torch.device
 ) -> dict[str, Any]:
     tech = TECHNIQUES[spec.key]
-    where = f"--technique {spec.label()!r} on {data.name} (seed {seed})"
+    where = f"{PARSER.where(spec)} on {data.name} (seed {seed})"
     gen = torch.Generator().manual_seed(seed)  # CPU draws: resampling and batch order
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
@@ -400,30 +266,30 @@ def _train_one(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     loss_fn = nn.functional.binary_cross_entropy_with_logits
     sampler = None
-    if tech.kind == "resample":
-        if spec.key == "random":
-            x_np, y_np = random_oversample(x_np, y_np, generator=gen)
-        else:
-            unit = _build(spec)
-            try:
-                x_np, y_np = unit.fit_resample(x_np, y_np, generator=gen)
-            except (ValueError, TypeError) as exc:
-                raise UsageError(f"{where}: {exc}") from None
+    if spec.key == "random":
+        x_np, y_np = random_oversample(x_np, y_np, generator=gen)
+    elif tech.kind == "resample":
+        unit = _build(spec)
+        try:
+            x_np, y_np = unit.fit_resample(x_np, y_np, generator=gen)
+        except (ValueError, TypeError) as exc:
+            raise h.UsageError(f"{where}: {exc}") from None
     elif tech.kind == "sampler":
         sampler = _build(spec, labels=y_np, batch_size=cfg.batch_size, generator=gen)
     elif tech.kind == "loss":
-        loss_module = _build(spec).to(device)
-        loss_fn = loss_module
+        loss_fn = _build(spec).to(device)
     resample_s = time.perf_counter() - start
-    n_orig = len(data.y_train)
-    steps_per_epoch = math.ceil(n_orig / cfg.batch_size)
+    steps_per_epoch = math.ceil(len(data.y_train) / cfg.batch_size)
     steps = cfg.epochs * steps_per_epoch
     x = torch.as_tensor(np.ascontiguousarray(x_np), dtype=torch.float32, device=device)
     y = torch.as_tensor(np.asarray(y_np), dtype=torch.float32, device=device)
     if sampler is not None:
-        batches = _sampler_batches(sampler, steps)
+        try:
+            batches = sampler_batches(sampler, steps)
+        except ValueError as exc:
+            raise h.UsageError(f"{where}: {exc}") from None
     else:
-        batches = _batches_from_set(len(y), steps, min(cfg.batch_size, len(y)), gen)
+        batches = permutation_batches(len(y), steps, min(cfg.batch_size, len(y)), gen)
     # fused Adam: several times faster per step than the foreach default on tiny CPU models
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     model.train()
@@ -444,34 +310,19 @@ def _train_one(
     with torch.no_grad():
         logits = model(torch.as_tensor(data.x_test, device=device)).double().cpu().numpy()
     finite = bool(np.isfinite(logits).all())
-    metrics = (
-        evaluate(logits, data.y_test)
-        if finite
-        else {"f1": math.nan, "balanced_accuracy": math.nan, "average_precision": math.nan}
-    )
+    metrics = evaluate(logits, data.y_test) if finite else {m: math.nan for m, _ in METRICS}
     counts = np.bincount(np.asarray(y_np, dtype=np.int64), minlength=2).tolist()
+    split = data.counts()
     return {
-        "dataset": data.name,
-        "technique": spec.label(),
-        "key": spec.key,
-        "kind": tech.kind,
-        "seed": seed,
-        **metrics,
-        "train_counts": data.counts()["train"],
-        "trained_on_counts": counts if sampler is None else data.counts()["train"],
-        "test_counts": data.counts()["test"],
-        "steps": steps,
-        "final_loss": losses[-1] if losses else math.nan,
-        "epoch_losses": losses,
-        "finite": finite,
-        "resample_seconds": round(resample_s, 4),
+        "dataset": data.name, "technique": spec.label(), "key": spec.key, "kind": tech.kind,
+        "seed": seed, **metrics, "train_counts": split["train"],
+        "trained_on_counts": counts if sampler is None else split["train"],
+        "test_counts": split["test"], "steps": steps,
+        "final_loss": losses[-1] if losses else math.nan, "epoch_losses": losses,
+        "finite": finite, "resample_seconds": round(resample_s, 4),
         "train_seconds": round(train_s, 3),
-    }
+    }  # fmt: skip
 
-
-# ---------------------------------------------------------------------------------------------
-# aggregation, report, plots
-# ---------------------------------------------------------------------------------------------
 
 METRICS: tuple[tuple[str, str], ...] = (
     ("f1", "minority F1"),
@@ -480,92 +331,21 @@ METRICS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _aggregate(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
-    for r in runs:
-        groups.setdefault((r["dataset"], r["technique"]), []).append(r)
-    out = []
-    for (ds, label), rs in groups.items():
-        row: dict[str, Any] = {
-            "dataset": ds,
-            "technique": label,
-            "kind": rs[0]["kind"],
-            "seeds": [r["seed"] for r in rs],
-        }
-        for key, _ in METRICS:
-            m, s = mean_std([r[key] for r in rs])
-            row[f"{key}_mean"], row[f"{key}_std"] = m, s
-        row["train_seconds_mean"] = mean_std([r["train_seconds"] for r in rs])[0]
-        out.append(row)
-    return out
-
-
-def _paired(
-    runs: Sequence[Mapping[str, Any]], a: str, b: str, metric: str = "f1"
-) -> list[dict[str, Any]]:
+def _paired(runs: Sequence[Mapping[str, Any]], a: str, b: str, metric: str = "f1") -> list[Any]:
     """Per data set, the paired per-seed difference ``a - b`` of ``metric`` and its wins."""
-    by = {(r["dataset"], r["technique"], r["seed"]): r[metric] for r in runs}
-    out = []
-    for ds in dict.fromkeys(r["dataset"] for r in runs):
-        seeds = sorted(s for (d, t, s) in by if d == ds and t == a and (ds, b, s) in by)
-        if not seeds:
-            continue
-        diffs = [by[(ds, a, s)] - by[(ds, b, s)] for s in seeds]
-        m, sd = mean_std(diffs)
-        out.append(
-            {
-                "dataset": ds,
-                "metric": metric,
-                "seeds": seeds,
-                "diff_mean": m,
-                "diff_std": sd,
-                "wins": sum(d > 0 for d in diffs),
-                "ties": sum(d == 0 for d in diffs),
-                "losses": sum(d < 0 for d in diffs),
-            }
-        )
-    return out
+    return rep.paired(runs, a, b, metric=metric, label="technique", group="dataset")
 
 
 def _plot(out: Path, agg: Sequence[Mapping[str, Any]]) -> Path:
-    from matplotlib.figure import Figure
-
-    datasets = list(dict.fromkeys(a["dataset"] for a in agg))
-    labels = list(dict.fromkeys(a["technique"] for a in agg))
-    by = {(a["dataset"], a["technique"]): a for a in agg}
-    fig = Figure(figsize=(max(7.0, 0.9 * len(labels) * len(datasets) + 3), 8.5))
-    axes = fig.subplots(len(METRICS), 1, sharex=True)
-    width = 0.8 / max(1, len(datasets))
-    xs = np.arange(len(labels))
-    for ax, (key, title) in zip(axes, METRICS, strict=True):
-        for j, ds in enumerate(datasets):
-            means = [by[(ds, lab)][f"{key}_mean"] if (ds, lab) in by else 0 for lab in labels]
-            sds = [by[(ds, lab)][f"{key}_std"] if (ds, lab) in by else 0 for lab in labels]
-            # points with error bars: the axis does not start at 0, so bars would mislead
-            ax.errorbar(
-                xs + (j - (len(datasets) - 1) / 2) * width,
-                means,
-                yerr=sds,
-                fmt="o",
-                capsize=3,
-                label=Path(ds).name,
-            )
-        lows = [a[f"{key}_mean"] - a[f"{key}_std"] for a in agg if math.isfinite(a[f"{key}_mean"])]
-        ax.set_ylim(max(0.0, min(lows, default=0.0) - 0.05), 1.0)
-        ax.set_ylabel(title)
-        ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(fontsize=8, ncol=len(datasets), loc="lower center", bbox_to_anchor=(0.5, 1.0))
-    axes[-1].set_xticks(xs, labels, rotation=30, ha="right", fontsize=8)
-    fig.suptitle("posneg bench imbalance: untouched test split (mean ± std over seeds)")
-    return atomic_save_figure(fig, out / "metrics.png")
-
-
-def _pp(d: Mapping[str, Any]) -> str:
-    return (
-        f"{d['diff_mean']:+.3f} ± {d['diff_std']:.3f} "
-        f"(better on {d['wins']}, equal on {d['ties']}, worse on {d['losses']} of "
-        f"{len(d['seeds'])} seeds)"
+    plot = rep.MetricPlot(
+        "posneg bench imbalance: untouched test split (mean ± std over seeds)",
+        "technique",
+        "dataset",
+        METRICS,
+        kind="point",  # the axis does not start at 0, so bars would mislead
+        series=lambda ds: Path(ds).name,
     )
+    return plot.save(out / "metrics.png", agg)
 
 
 def _warm_up(device: torch.device) -> None:
@@ -576,6 +356,38 @@ def _warm_up(device: torch.device) -> None:
     opt = torch.optim.Adam(model.parameters(), fused=True)
     model(torch.zeros(2, 2, device=device)).sum().backward()
     opt.step()
+
+
+def _comparisons(runs: list[dict[str, Any]], labels: list[str]) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    if "none" in labels:
+        for lab in labels:
+            if lab.split(":")[0] in ("dice", "focal"):
+                out[f"{lab} - none"] = _paired(runs, lab, "none")
+    if "smote" in labels and "random" in labels:
+        out["smote - random"] = _paired(runs, "smote", "random")
+        out["smote - random (AP)"] = _paired(runs, "smote", "random", "average_precision")
+    return out
+
+
+def _notes(cfg: BenchConfig, runs: list[Any], comparisons: Mapping[str, Any]) -> list[str]:
+    notes = [
+        "Untouched stratified test split (natural class ratio); the minority class is "
+        f"subsampled to {cfg.minority_fraction:.0%} of the training split of the embedded data "
+        f"sets. Mean ± sample std over seeds {h.seed_list(cfg)}; each seed draws its own split "
+        "and subsample. Minority F1 and balanced accuracy at threshold 0.5; average precision "
+        "from the logits.",
+    ]
+    for name, rows_c in comparisons.items():
+        metric = "average precision" if "(AP)" in name else "minority F1"
+        notes += ["", f"Paired difference `{name}` in {metric}:", ""]
+        form = "- {}: {diff_mean:+.3f} ± {diff_std:.3f} (better on {wins}, equal on {ties}, "
+        form += "worse on {losses} of {n} seeds)"
+        notes += [form.format(Path(c["dataset"]).name, n=len(c["seeds"]), **c) for c in rows_c]
+    bad = [f"{r['technique']} on {r['dataset']} seed {r['seed']}" for r in runs if not r["finite"]]
+    if bad:
+        notes += ["", "Non-finite test logits (metrics n/a): " + ", ".join(bad)]
+    return notes
 
 
 def run(cfg: BenchConfig) -> dict[str, Any]:
@@ -590,198 +402,81 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
             TypeError text for a bad constructor argument or a failed resampling.
     """
     specs = _validate(cfg)
-    device = resolve_device(cfg.device)
+    device = h.resolve_device(cfg.device)
     names = list(cfg.datasets) + ([cfg.data] if cfg.data is not None else [])
-    seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
-    old_threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out)
-    runs: list[dict[str, Any]] = []
+    seeds = h.seed_list(cfg)
     splits: dict[str, dict[str, Any]] = {}
+    loaded: dict[tuple[str, int], ImbalancedSplit] = {}
+
+    def run_one(job: tuple[str, int, h.Spec], tick: Callable[[], None]) -> dict[str, Any]:
+        name, seed, spec = job
+        if (name, seed) not in loaded:
+            data = loaded[(name, seed)] = _load(name, cfg, seed)
+            splits.setdefault(data.name, {"positive": data.positive, "counts": {}})
+            splits[data.name]["counts"][seed] = data.counts()
+        return _train_one(spec, loaded[(name, seed)], seed, cfg, device)
+
+    jobs = [(name, seed, spec) for name in names for seed in seeds for spec in specs]
     started = time.perf_counter()
-    try:
+    with h.torch_threads(cfg.threads, device) as threads:
         _warm_up(device)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # sklearn metric edge cases
-            with progress_bar(disable=cfg.quiet) as progress:
-                task = progress.add_task("runs", total=len(names) * len(seeds) * len(specs))
-                for name in names:
-                    for seed in seeds:
-                        data = _load(name, cfg, seed)
-                        splits.setdefault(data.name, {"positive": data.positive, "counts": {}})
-                        splits[data.name]["counts"][seed] = data.counts()
-                        for spec in specs:
-                            progress.update(
-                                task, description=f"{Path(data.name).name} {spec.label()} s={seed}"
-                            )
-                            runs.append(_train_one(spec, data, seed, cfg, device))
-                            progress.advance(task)
-    finally:
-        torch.set_num_threads(old_threads)
+            describe = lambda j: f"{Path(j[0]).name} {j[2].label()} s={j[1]}"  # noqa: E731
+            runs = h.run_grid(jobs, run_one, describe=describe, quiet=cfg.quiet)
     elapsed = time.perf_counter() - started
-    agg = _aggregate(runs)
+    metrics = [m for m, _ in METRICS]
+    by = ("dataset", "technique")
+    agg = rep.aggregate(runs, by=by, keep=("kind",), metrics=metrics, means=("train_seconds",))
     labels = [s.label() for s in specs]
-    comparisons: dict[str, list[dict[str, Any]]] = {}
-    base = "none"
-    if base in labels:
-        for lab in labels:
-            if lab.split(":")[0] in ("dice", "focal"):
-                comparisons[f"{lab} - {base}"] = _paired(runs, lab, base)
-    if "smote" in labels and "random" in labels:
-        comparisons["smote - random"] = _paired(runs, "smote", "random")
-        comparisons["smote - random (AP)"] = _paired(runs, "smote", "random", "average_precision")
-    header = ["data set", "technique", "minority F1", "balanced acc.", "avg. precision", "s / run"]
+    comparisons = _comparisons(runs, labels)
+    header = ["data set", "technique", *(title for _, title in METRICS), "s / run"]
+    cells = lambda a: [rep.fmt(a[f"{m}_mean"], a[f"{m}_std"]) for m in metrics]  # noqa: E731
     rows = [
-        (
-            Path(a["dataset"]).name,
-            a["technique"],
-            fmt(a["f1_mean"], a["f1_std"]),
-            fmt(a["balanced_accuracy_mean"], a["balanced_accuracy_std"]),
-            fmt(a["average_precision_mean"], a["average_precision_std"]),
-            f"{a['train_seconds_mean']:.2f}",
-        )
+        (Path(a["dataset"]).name, a["technique"], *cells(a), f"{a['train_seconds_mean']:.2f}")
         for a in agg
     ]
-    config = {
-        **asdict(cfg),
-        "techniques": labels,
-        "datasets": names,
-        "seed_list": seeds,
-        "resolved_device": str(device),
-        "splits": splits,
-        "model": f"MLP F-{cfg.hidden}-{cfg.hidden}-1 (ReLU), Adam; BCE unless the technique "
-        "is a loss",
-        "steps_per_run": "epochs * ceil(N_train / batch_size), the same for every technique",
-        "threshold": "sigmoid(logit) > 0.5 for F1 and balanced accuracy",
-        "elapsed_seconds": round(elapsed, 1),
-    }
-    notes = [
-        "Untouched stratified test split (natural class ratio); the minority class is "
-        f"subsampled to {cfg.minority_fraction:.0%} of the training split of the embedded data "
-        f"sets. Mean ± sample std over seeds {seeds}; each seed draws its own split and "
-        "subsample. Minority F1 and balanced accuracy at threshold 0.5; average precision "
-        "from the logits.",
-    ]
-    for name, rows_c in comparisons.items():
-        metric = "average precision" if "(AP)" in name else "minority F1"
-        notes += ["", f"Paired difference `{name}` in {metric}:", ""]
-        notes += [f"- {Path(c['dataset']).name}: {_pp(c)}" for c in rows_c]
-    bad = [r for r in runs if not r["finite"]]
-    if bad:
-        notes += [
-            "",
-            "Non-finite test logits (metrics n/a): "
-            + ", ".join(f"{r['technique']} on {r['dataset']} seed {r['seed']}" for r in bad),
-        ]
+    config = rep.resolved_config(
+        cfg, seeds=seeds, device=device, threads=threads, techniques=labels, datasets=names,
+        splits=splits,
+        model=f"MLP F-{cfg.hidden}-{cfg.hidden}-1 (ReLU), Adam; BCE unless the technique is a loss",
+        steps_per_run="epochs * ceil(N_train / batch_size), the same for every technique",
+        threshold="sigmoid(logit) > 0.5 for F1 and balanced accuracy",
+        elapsed_seconds=round(elapsed, 1),
+    )  # fmt: skip
+    notes = _notes(cfg, runs, comparisons)
     results = {"runs": runs, "aggregate": agg, "comparisons": comparisons}
-    report = write_report(
-        out,
-        title="posneg bench imbalance",
-        config=config,
-        results=results,
-        header=header,
-        rows=rows,
-        notes="\n".join(notes),
-    )
-    plots = [_plot(out, agg)]
+    title = "posneg bench imbalance"
+    kw: dict[str, Any] = {"header": header, "rows": rows, "notes": "\n".join(notes)}
+    report = rep.write_report(cfg.out, title=title, config=config, results=results, **kw)
+    plots = [_plot(Path(cfg.out), agg)]
     if not cfg.quiet:
-        Console().print(rich_table("posneg bench imbalance", header, rows))
-        for line in notes[1:]:
-            if line:
-                Console().print(line)
-        console.print(f"finished in {elapsed:.0f} s; report: [bold]{report}[/bold]")
+        rep.show(title, header, rows, notes[1:], report=report, elapsed=elapsed)
     return {**results, "report": report, "plots": plots, "config": config}
 
 
-# ---------------------------------------------------------------------------------------------
-# CLI and demo
-# ---------------------------------------------------------------------------------------------
+def _finish(values: dict[str, Any]) -> dict[str, Any]:
+    """CLI defaults: only --data when --data is given; every installed technique."""
+    if values["datasets"] is None and values["data"] is not None:
+        values["datasets"] = ()
+    if values["techniques"] is None:
+        values["techniques"] = _default_techniques()
+    return values
 
 
-def cli(
-    technique: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--technique",
-            "-t",
-            help="Technique spec, repeatable: none, random, smote, borderline_smote, adasyn, "
-            "balanced_sampler, dice, focal, with constructor arguments as in "
-            "'smote:k_neighbors=3' or 'dice:alpha=0.01,form=set'. Default: all of them.",
-        ),
-    ] = None,
-    dataset: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--dataset",
-            "-d",
-            help="Embedded data set, repeatable: breast_cancer, digits. Default: both (only "
-            "--data when --data is given).",
-        ),
-    ] = None,
-    data: Annotated[
-        Path | None,
-        typer.Option(help=".npz with X (N, F) and y (N,); the rarest class is the positive one."),
-    ] = None,
-    seeds: Annotated[
-        int, typer.Option(help="Number of seeds (first-seed, first-seed+1, ...).")
-    ] = BenchConfig.seeds,
-    first_seed: Annotated[int, typer.Option(help="First seed.")] = BenchConfig.first_seed,
-    epochs: Annotated[
-        int, typer.Option(help="Epochs of ceil(N_train / batch-size) steps.")
-    ] = BenchConfig.epochs,
-    batch_size: Annotated[int, typer.Option(help="Batch size.")] = BenchConfig.batch_size,
-    hidden: Annotated[int, typer.Option(help="MLP hidden width.")] = BenchConfig.hidden,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = BenchConfig.lr,
-    weight_decay: Annotated[
-        float, typer.Option(help="Adam weight decay.")
-    ] = BenchConfig.weight_decay,
-    digit: Annotated[int, typer.Option(help="The rare digit of the digits task.")] = 8,
-    minority_fraction: Annotated[
-        float, typer.Option(help="Minority share of the embedded training splits.")
-    ] = BenchConfig.minority_fraction,
-    test_fraction: Annotated[
-        float, typer.Option(help="Share of each class held out.")
-    ] = BenchConfig.test_fraction,
-    device: Annotated[str, typer.Option(help="cpu, auto, cuda or cuda:N.")] = BenchConfig.device,
-    threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = BenchConfig.threads,
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path(BenchConfig.out),
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no table.")] = False,
-) -> None:
-    """Rebalancing techniques side by side: minority F1, balanced accuracy, average precision.
+#: `posneg bench imbalance`: one option per field of :class:`BenchConfig`.
+cli = h.command(
+    BenchConfig,
+    run,
+    doc="""Rebalancing techniques side by side: minority F1, balanced accuracy, average precision.
 
     Trains the same small MLP per technique, data set and seed on an imbalanced training split
     and scores it on an untouched test split. Writes results.json, results.md and metrics.png
     into --out.
-    """
-    datasets: tuple[str, ...]
-    if dataset:
-        datasets = tuple(dataset)
-    else:
-        datasets = () if data is not None else DATASETS
-    cfg = BenchConfig(
-        techniques=tuple(technique) if technique else _default_techniques(),
-        datasets=datasets,
-        data=None if data is None else str(data),
-        digit=digit,
-        minority_fraction=minority_fraction,
-        test_fraction=test_fraction,
-        seeds=seeds,
-        first_seed=first_seed,
-        epochs=epochs,
-        batch_size=batch_size,
-        hidden=hidden,
-        lr=lr,
-        weight_decay=weight_decay,
-        device=device,
-        threads=threads,
-        out=str(out),
-        quiet=quiet,
-    )
-    result = run(cfg)
-    if quiet:
-        typer.echo(str(result["report"]))
-
+    """,
+    flags={"techniques": ("--technique", "-t"), "datasets": ("--dataset", "-d")},
+    finish=_finish,
+)
 
 #: The demo preset: every technique on both data sets, two seeds, 30 epochs.
 DEMO_CONFIG = BenchConfig(seeds=2, epochs=30)
@@ -789,10 +484,8 @@ DEMO_CONFIG = BenchConfig(seeds=2, epochs=30)
 
 def demo(out: Path) -> DemoSummary:
     """A small preset for `posneg demo`: every technique on both data sets, two seeds."""
-    cfg = BenchConfig(
-        **{**asdict(DEMO_CONFIG), "techniques": _default_techniques(), "out": str(out)}
-    )
-    result = run(cfg)
+    base = {**asdict(DEMO_CONFIG), "techniques": _default_techniques(), "out": str(out)}
+    result = run(BenchConfig(**base))
     rows = [
         (
             f"{a['technique']} ({Path(a['dataset']).name})",
