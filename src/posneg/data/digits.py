@@ -2,7 +2,8 @@
 
 The digits (1797 images of 8x8 pixels, 10 classes, values 0-16) ship inside scikit-learn, so no
 download is ever needed. A user file is an ``.npz`` holding ``X`` (N, F) floats and ``y`` (N,)
-integer labels; it is read with ``np.load(..., allow_pickle=False)``, so it can never run code.
+integer labels; it is read by :func:`posneg._io.read_npz` (``allow_pickle=False``), so it can
+never run code.
 
 The split into train and test is stratified and deterministic under a seed: each class is
 shuffled by a ``torch.Generator`` seeded with ``seed`` and a ``test_fraction`` of it (at least one
@@ -13,11 +14,12 @@ side only.
 from __future__ import annotations
 
 import os
-import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from posneg._io import integer_labels, read_npz
 
 __all__ = [
     "Dataset",
@@ -233,39 +235,15 @@ def load_npz(
     """
     fn = "load_npz"
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{fn}: no such file: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            if not hasattr(npz, "files"):
-                raise ValueError(f"{fn}: {path} is a single .npy array, not an .npz with X and y")
-            names = list(npz.files)
-            missing = [k for k in ("X", "y") if k not in names]
-            if missing:
-                raise ValueError(
-                    f"{fn}: {path} must hold arrays 'X' (N, F) and 'y' (N,); missing "
-                    f"{', '.join(repr(m) for m in missing)}; found: {', '.join(names) or 'nothing'}"
-                )
-            x = np.asarray(npz["X"])
-            y = np.asarray(npz["y"])
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
-        raise ValueError(f"{fn}: cannot read {path} as .npz: {exc}") from None
-    except ValueError as exc:
-        if str(exc).startswith(fn):
-            raise
-        # numpy refuses object arrays without pickle, or the file is not an npz at all
-        raise ValueError(f"{fn}: cannot read {path} as .npz: {exc}") from None
+    arrays = read_npz(path, ("X", "y"), fn=fn, layout="'X' (N, F) and 'y' (N,)")
+    x, y = arrays["X"], arrays["y"]
     if x.ndim != 2 or x.shape[1] < 1:
         raise ValueError(f"{fn}: X must have shape (N, F); got {x.shape}")
     if y.ndim != 1 or y.shape[0] != x.shape[0]:
         raise ValueError(f"{fn}: y must have shape ({x.shape[0]},) matching X; got {y.shape}")
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
         raise ValueError(f"{fn}: X must hold real numbers; got dtype {x.dtype}")
-    if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_)):
-        if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == y // 1):
-            y = y.astype(np.int64)
-        else:
-            raise ValueError(f"{fn}: y must hold integer class labels; got dtype {y.dtype}")
+    y = integer_labels(y, fn=fn)
     if x.shape[0] < MIN_SAMPLES:
         raise ValueError(f"{fn}: X must have at least {MIN_SAMPLES} samples; got {x.shape[0]}")
     x = x.astype(np.float64)
