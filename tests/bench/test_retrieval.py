@@ -15,11 +15,13 @@ import torch
 
 from cli_helpers import assert_one_line_error, run_main
 from posneg.bench import retrieval
-from posneg.bench._common import Spec, UsageError
+from posneg.bench._harness import UsageError
 from posneg.bench.retrieval import BenchConfig, run
 from posneg.data.code_search import CodeSearchData, CodeSearchPair
+from posneg.data.retrieval import load_task
 from posneg.mining.encode import TextEncoder, load_encoder
 from posneg.mining.metrics import retrieval_metrics
+from posneg.mining.training import STRATEGIES, AdapterTowers, Schedule, train_strategy
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DIM = 64
@@ -162,38 +164,31 @@ def test_untrained_is_the_frozen_encoder(
 
 
 def test_training_raises_train_split_mrr(data: CodeSearchData, fake: TextEncoder) -> None:
-    task = retrieval.load_task(data, fake, cache_dir=None, progress=False)
-    towers = retrieval._AdapterTowers(task, torch.device("cpu"), fixed_docs=False)
+    task = load_task(data, fake, cache_dir=None, progress=False)
+    towers = AdapterTowers(task, torch.device("cpu"), fixed_docs=False)
     relevant = [[i] for i in range(task.n_train)]
     before = retrieval_metrics(towers.all_queries(), towers.all_docs(), relevant)["mrr@10"]
-    retrieval.train_strategy(
-        Spec("inbatch"),
+    steps: list[int] = []
+    train_strategy(
+        STRATEGIES["inbatch"](),
         towers,
-        n_train=task.n_train,
-        batch_size=16,
-        total_steps=60,
-        lr=1e-2,
-        weight_decay=0.0,
-        mode="adapter",
+        Schedule(task.n_train, 16, total_steps=60, lr=1e-2),
         seed=0,
         device=torch.device("cpu"),
+        progress=lambda desc, done, total: steps.append(done),
     )
+    assert steps == list(range(61))
     after = retrieval_metrics(towers.all_queries(), towers.all_docs(), relevant)["mrr@10"]
     assert after > before
 
 
 def test_adore_keeps_the_document_side_fixed(data: CodeSearchData, fake: TextEncoder) -> None:
-    task = retrieval.load_task(data, fake, cache_dir=None, progress=False)
-    towers = retrieval._AdapterTowers(task, torch.device("cpu"), fixed_docs=True)
-    retrieval.train_strategy(
-        Spec("adore", {"k": 10}),
+    task = load_task(data, fake, cache_dir=None, progress=False)
+    towers = AdapterTowers(task, torch.device("cpu"), fixed_docs=True)
+    train_strategy(
+        STRATEGIES["adore"](k=10),
         towers,
-        n_train=task.n_train,
-        batch_size=16,
-        total_steps=5,
-        lr=1e-2,
-        weight_decay=0.0,
-        mode="adapter",
+        Schedule(task.n_train, 16, total_steps=5, lr=1e-2),
         seed=0,
         device=torch.device("cpu"),
     )
@@ -262,14 +257,20 @@ def _bench(out: Path, *extra: str) -> list[str]:
     ("extra", "fragments"),
     [
         (["-s", "nope"], ["unknown technique 'nope'"]),
-        (["-s", "static:foo=1"], ["--strategy 'static:foo=1'", "unknown argument 'foo'"]),
-        (["-s", "inbatch:temperature=0"], ["temperature must be > 0"]),
-        (["-s", "static:num_negatives=0"], ["num_negatives must be >= 1"]),
-        (["-s", "static:pool=2.5"], ["pool must be an integer"]),
+        (
+            ["-s", "static:foo=1"],
+            ["--strategy 'static:foo=1'", "unexpected keyword argument 'foo'"],
+        ),
+        (["-s", "inbatch:temperature=0"], ["inbatch: temperature must be > 0"]),
+        (["-s", "static:num_negatives=0"], ["static: num_negatives must be >= 1"]),
+        (["-s", "static:pool=2.5"], ["static: pool must be an int"]),
         (["-s", "static:num_negatives=5,pool=2"], ["num_negatives (5) must be <= pool (2)"]),
         (["-s", "static:range_min=50,range_max=10"], ["range_min (50) must be <= range_max"]),
-        (["-s", "fn-aware:relative_margin=1.5"], ["relative_margin must be in [0, 1)"]),
-        (["-s", "untrained:k=3"], ["unknown argument 'k'; known: none"]),
+        (["-s", "fn-aware:relative_margin=1.5"], ["relative_margin must be in [0.0, 1.0)"]),
+        (["-s", "untrained:k=3"], ["untrained() got an unexpected keyword argument 'k'"]),
+        (["-s", "adore:metric_cut=0"], ["adore: metric_cut must be >= 1"]),
+        (["-s", "ngame:warmup=-1"], ["ngame: warmup must be >= 0"]),
+        (["-s", "ance:refresh_every=0"], ["ance: refresh_every must be >= 1"]),
         (["-s", "inbatch", "-s", "inbatch"], ["'inbatch' given twice"]),
         (["--mode", "full"], ["--mode", "adapter, finetune"]),
         (["--seeds", "0"], ["--seeds"]),
