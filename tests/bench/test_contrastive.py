@@ -263,3 +263,9 @@ def test_bad_spec_in_a_fresh_process(npz: Path, tmp_path: Path) -> None:
     )
     assert_one_line_error(proc.returncode, proc.stderr, "temperature")
     assert proc.stdout == ""
+
+
+def test_old_ft_key_still_runs_as_feature_transform(npz: Path, tmp_path: Path) -> None:
+    result = run(_cfg(npz, tmp_path, objectives=("ft",)))
+    assert [r["objective"] for r in result["runs"]] == ["feature_transform"]
+    assert result["config"]["objectives"] == ["feature_transform"]

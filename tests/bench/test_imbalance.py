@@ -239,3 +239,16 @@ def test_validation_raises_usage_error(tmp_path: Path) -> None:
         run(_cfg(tmp_path, techniques=()))
     with pytest.raises(UsageError, match="--dataset: give at least one data set"):
         run(_cfg(tmp_path, datasets=()))
+
+
+def test_device_auto_and_automatic_threads_from_the_cli(
+    npz: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "o"
+    argv = ["bench", "imbalance", "--data", str(npz), "-t", "none", "--seeds", "1"]
+    argv += ["--epochs", "1", "--threads", "0", "--out", str(out), "-q"]
+    code, _, err = run_main(argv, capsys)
+    assert code == 0, err
+    config = json.loads((out / "results.json").read_text())["config"]
+    assert config["device"] == "auto" and config["threads"] == 0
+    assert 1 <= config["torch_threads"] <= 4  # 0 = min(4, available cores)
