@@ -265,7 +265,7 @@ def test_uncertified_rows_are_redone_exactly(monkeypatch: pytest.MonkeyPatch) ->
     """A far outlier inflates the float32 rounding bound, so some rows of tight clusters cannot
     be certified by the filter: they are searched again (wider, then brute force) and the
     result still equals scikit-learn's."""
-    import posneg.oversampling._neighbors as nb
+    import posneg._knn as nb
 
     rng = np.random.default_rng(9)
     X = rng.standard_normal((1200, 6)) * 1e-3 + rng.integers(0, 4, (1200, 1))

@@ -4,13 +4,15 @@ An index holds corpus embeddings and answers top-k inner-product (or cosine) que
 
 - :class:`Index` is the protocol every miner and metric codes against: ``add(embeddings, ids)``,
   ``search(queries, k) -> (scores, ids)`` and ``ntotal``.
-- :class:`ExactIndex` is exact top-k by blocked matrix products in torch, on any device and dtype.
-  It never holds more than one ``(query_chunk, doc_chunk)`` block of scores plus the running
-  ``(query_chunk, k)`` top-k, and it avoids ``torch.topk`` over wide rows (slow on CPU): each block
-  is reduced to the maxima of groups of :data:`GROUP` columns; only groups whose maximum beats the
-  running k-th best score of the row are looked at element by element, and the few survivors are
-  buffered and merged into the running top-k now and then. On random-like data the selection
-  costs a small fraction of the matrix product.
+- :class:`ExactIndex` is exact top-k by blocked matrix products in torch, on any device and dtype,
+  through posneg's one exact top-k core (:func:`posneg._knn.topk_ip`, shared with the
+  over-samplers' neighbour search). It never holds more than one ``(query_chunk, doc_chunk)``
+  block of scores plus the running ``(query_chunk, k)`` top-k, and it avoids ``torch.topk`` over
+  wide rows (slow on CPU): each block is reduced to the maxima of groups of :data:`GROUP` columns;
+  only groups whose maximum beats the running k-th best score of the row are looked at element by
+  element, and the few survivors are buffered and merged into the running top-k now and then
+  (:class:`posneg._knn.RunningTopK`). On random-like data the selection costs a small fraction of
+  the matrix product.
 - :class:`FaissIndex` wraps faiss-cpu's flat (``IndexFlatIP``) and IVF (``IndexIVFFlat``) indexes
   behind the same protocol (faiss is imported only when one is built).
 
@@ -43,7 +45,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import torch
 import torch.nn.functional as F
 
-from posneg import _checks
+from posneg import _checks, _knn
 
 __all__ = ["GROUP", "ExactIndex", "FaissIndex", "Index"]
 
@@ -126,164 +128,8 @@ def _pad(scores: torch.Tensor, ids: torch.Tensor, k: int) -> tuple[torch.Tensor,
 
 
 # ---------------------------------------------------------------------------------------------
-# exact blocked top-k
+# exact blocked top-k (posneg._knn)
 # ---------------------------------------------------------------------------------------------
-
-
-def _survivors(
-    s: torch.Tensor, width: int, thr: torch.Tensor, strict: bool, group: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(row, col, value) of the entries of ``s[:, :width]`` above ``thr``, in row-major order.
-
-    ``s`` is (R, C) contiguous with C a multiple of ``group``; ``thr`` is (R,). The maxima of
-    groups of ``group`` adjacent columns are compared first; only groups whose maximum passes are
-    read again element by element.
-    """
-    rows_n, cols_n = s.shape
-    n_groups = cols_n // group
-    gmax = s.view(rows_n, n_groups, group).amax(dim=2)
-    t = thr.unsqueeze(1)
-    gmask = gmax > t if strict else gmax >= t
-    lin = gmask.view(-1).nonzero().squeeze(1)  # row * n_groups + group index, ascending
-    if lin.numel() == 0:
-        return lin, lin, s.new_empty(0)
-    sub = s.view(-1, group).index_select(0, lin)  # (P, group)
-    r = lin // n_groups
-    tr = thr.index_select(0, r).unsqueeze(1)
-    emask = sub > tr if strict else sub >= tr
-    flat = emask.view(-1).nonzero().squeeze(1)
-    pi = flat // group
-    vals = sub.view(-1).index_select(0, flat)
-    rows = r.index_select(0, pi)
-    cols = (lin.index_select(0, pi) - rows * n_groups) * group + flat % group
-    if width < cols_n:
-        keep = cols < width
-        rows, cols, vals = rows[keep], cols[keep], vals[keep]
-    return rows, cols, vals
-
-
-_MAX31 = (1 << 31) - 1
-_MAX63 = (1 << 63) - 1
-
-
-def _ordered(v: torch.Tensor) -> torch.Tensor:
-    """int64 keys whose ascending order is the ascending order of the float values ``v``.
-
-    Floats map through their bit patterns, negative ones with their magnitude bits flipped, so
-    that integer order equals float order (float32 keys lie in [-2^31, 2^31), float64 keys use all
-    64 bits). ``-0.0`` is folded into ``+0.0`` first; NaN never occurs (inputs are checked).
-    """
-    v = v + 0.0
-    if v.dtype == torch.float64:
-        i = v.view(torch.int64)
-        return torch.where(i < 0, i ^ _MAX63, i)
-    i = v.float().view(torch.int32).to(torch.int64)
-    return torch.where(i < 0, i ^ _MAX31, i)
-
-
-def _merge(
-    parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], rows_n: int, k: int
-) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Keep the best ``k`` (row, position, value) entries of each row; return them and the
-    per-row k-th best value (``-inf`` for rows holding fewer than ``k``).
-
-    ``parts`` lists the running entries first, then buffered survivors in position order, so that
-    within a row equal values appear in ascending position. Stable 1-D sorts of integer keys
-    (fast on CPU, no per-row sort) give the order (row asc, value desc, position asc): one sort
-    of ``row * 2^32 + (2^31 - 1 - key32(value))`` for float32 values, two for float64.
-    """
-    rows = torch.cat([p[0] for p in parts])
-    pos = torch.cat([p[1] for p in parts])
-    vals = torch.cat([p[2] for p in parts])
-    if vals.dtype == torch.float64:
-        o = torch.sort(~_ordered(vals), stable=True).indices
-        o = o.index_select(0, torch.sort(rows.index_select(0, o), stable=True).indices)
-    else:
-        key = (rows << 32) | (_MAX31 - _ordered(vals))
-        o = torch.sort(key, stable=True).indices
-    rows = rows.index_select(0, o)
-    counts = torch.bincount(rows, minlength=rows_n)
-    start = torch.cumsum(counts, 0) - counts
-    slot = torch.arange(rows.numel(), device=rows.device) - start.index_select(0, rows)
-    keep = (slot < k).nonzero().squeeze(1)
-    o = o.index_select(0, keep)
-    rows, slot = rows.index_select(0, keep), slot.index_select(0, keep)
-    pos, vals = pos.index_select(0, o), vals.index_select(0, o)
-    thr = torch.full((rows_n,), -math.inf, dtype=vals.dtype, device=vals.device)
-    last = (slot == k - 1).nonzero().squeeze(1)
-    thr[rows.index_select(0, last)] = vals.index_select(0, last)
-    return (rows, pos, vals), thr
-
-
-def _topk_chunk(
-    q: torch.Tensor,
-    docs: torch.Tensor,
-    k: int,
-    doc_chunk: int,
-    compute: torch.dtype,
-    group: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact top-k (values, positions) of ``q @ docs.T`` over doc blocks; ``k <= len(docs)``.
-
-    Running state: the best ``k`` entries per row so far, as flat (row, position, value) arrays,
-    and each row's k-th best value ``thr``. A block's survivors are the entries strictly above
-    ``thr`` (an equal score loses to the earlier, lower position). Survivors are buffered and
-    merged when some row has buffered ``k`` of them (or at the end); until then ``thr`` is stale
-    but still a valid lower bound of the final k-th best.
-    """
-    rows_n = q.shape[0]
-    n = docs.shape[0]
-    run_dtype = torch.float64 if compute == torch.float64 else torch.float32
-    qc = q.to(compute)
-    cap = doc_chunk
-    buf = torch.empty((rows_n, cap), dtype=compute, device=q.device)
-    empty_i = torch.empty(0, dtype=torch.int64, device=q.device)
-    running = (empty_i, empty_i, torch.empty(0, dtype=run_dtype, device=q.device))
-    buffered: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-    buffered_count = torch.zeros(rows_n, dtype=torch.int64, device=q.device)
-    thr = torch.full((rows_n,), -math.inf, dtype=run_dtype, device=q.device)
-    seen = 0
-    for d0 in range(0, n, doc_chunk):
-        d1 = min(n, d0 + doc_chunk)
-        width = d1 - d0
-        block = docs[d0:d1].to(compute)
-        if width == cap:
-            s = torch.mm(qc, block.T, out=buf)
-        else:  # the last, narrower block: pad to a whole number of groups with -inf
-            padded = -(-width // group) * group
-            s = buf.view(-1)[: rows_n * padded].view(rows_n, padded)
-            s[:, width:] = -math.inf
-            s[:, :width] = qc @ block.T
-        full = seen >= k
-        if full:
-            rows, cols, vals = _survivors(s, width, thr, True, group)
-        else:
-            # Fewer than k items seen: all of them are in the running set, and the block's own
-            # top-k (ties included) suffices: its exact k-th largest score is the threshold, so
-            # about k entries per row survive (a looser bound made small corpora, one block,
-            # spend most of their time sorting survivors).
-            if width >= k:
-                bthr = torch.topk(s[:, :width], k, dim=1, sorted=False).values.amin(1)
-                bthr = bthr.to(run_dtype)
-            else:
-                bthr = torch.full_like(thr, -math.inf)
-            rows, cols, vals = _survivors(s, width, bthr, False, group)
-        buffered.append((rows, cols + d0, vals.to(run_dtype)))
-        seen += width
-        buffered_count += torch.bincount(rows, minlength=rows_n)
-        if not full or d1 == n or int(buffered_count.max()) >= k:
-            running, thr = _merge([running, *buffered], rows_n, k)
-            buffered = []
-            buffered_count.zero_()
-    rows, pos, vals = running
-    counts = torch.bincount(rows, minlength=rows_n)
-    start = torch.cumsum(counts, 0) - counts
-    slot = torch.arange(rows.numel(), device=rows.device) - start[rows]
-    out_v = torch.full((rows_n, k), -math.inf, dtype=torch.float32, device=q.device)
-    out_p = torch.full((rows_n, k), -1, dtype=torch.int64, device=q.device)
-    out_v[rows, slot] = vals.float()
-    out_p[rows, slot] = pos
-    return out_v, out_p
 
 
 def _default_chunks(device: torch.device) -> tuple[int, int]:
@@ -460,15 +306,9 @@ class ExactIndex:
         qchunk = self.query_chunk or qdef
         dchunk = -(-(self.doc_chunk or ddef) // GROUP) * GROUP
         dchunk = min(dchunk, -(-n // GROUP) * GROUP)
-        n_q = q.shape[0]
-        scores = torch.empty((n_q, kk), dtype=torch.float32, device=emb.device)
-        pos = torch.empty((n_q, kk), dtype=torch.int64, device=emb.device)
-        with torch.no_grad():
-            for q0 in range(0, n_q, qchunk):
-                q1 = min(n_q, q0 + qchunk)
-                v, p = _topk_chunk(q[q0:q1], emb, kk, dchunk, compute, GROUP)
-                scores[q0:q1] = v
-                pos[q0:q1] = p
+        scores, pos = _knn.topk_ip(
+            q, emb, kk, query_chunk=qchunk, doc_chunk=dchunk, compute=compute, group=GROUP
+        )
         ids = pos if self._ids_dev is None else self._ids_dev[pos]
         scores, ids = _pad(scores, ids, k)
         return scores.to(out_device), ids.to(out_device)
@@ -477,17 +317,6 @@ class ExactIndex:
 # ---------------------------------------------------------------------------------------------
 # faiss
 # ---------------------------------------------------------------------------------------------
-
-
-def _import_faiss() -> Any:
-    try:
-        import faiss
-    except ImportError as exc:  # pragma: no cover - faiss is a dev dependency here
-        raise ImportError(
-            "FaissIndex needs faiss: install it with `pip install faiss-cpu` "
-            "(or faiss-gpu from conda)"
-        ) from exc
-    return faiss
 
 
 def default_nlist(n: int) -> int:
@@ -518,7 +347,8 @@ class FaissIndex:
         nprobe: IVF lists probed per query (default 16).
 
     Raises:
-        ImportError: faiss is not installed (names the pip package ``faiss-cpu``).
+        ImportError: faiss is not installed (names ``pip install 'posneg[faiss]'`` and
+            ``faiss-cpu``).
         ValueError: unknown kind or metric; nlist/nprobe < 1.
     """
 
@@ -535,7 +365,7 @@ class FaissIndex:
         self.metric: Metric = _checks.check_choice(fn, "metric", metric, _METRICS)  # type: ignore[assignment]
         self.nlist = None if nlist is None else _checks.check_int(fn, "nlist", nlist, min_value=1)
         self.nprobe = _checks.check_int(fn, "nprobe", nprobe, min_value=1)
-        self._faiss = _import_faiss()
+        self._faiss = _knn.import_faiss("FaissIndex")
         self._index: Any = None
         self._dim: int | None = None
         self._next_id = 0
