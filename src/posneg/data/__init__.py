@@ -1,22 +1,35 @@
-"""Embedded real data sets for the benches (no download): scikit-learn's 8x8 digits, the standard
-library's code search pairs, user files.
+"""Embedded real data sets (no download) and the pieces that feed them to a training loop.
 
 - :func:`load_digits`: the 1797 bundled 8x8 digit images, stratified split, scaled on train.
 - :func:`load_npz`: a user's ``.npz`` with ``X`` (N, F) and ``y`` (N,), read without pickle.
+- :func:`load_image_digits`, :func:`load_image_npz`: the same digits upsampled as images, or a
+  user's image ``.npz``, as float pixels in [0, 1] (:class:`ImageData`).
 - :func:`load_code_search`: docstring-line / function-code pairs from the running Python's
   standard library source, split by module.
+- :func:`load_task`: a query/document split embedded by one encoder (:class:`RetrievalTask`).
+- :mod:`posneg.data.views` (random views for self-supervised training) and
+  :mod:`posneg.data.batches` (index batches counted in optimiser steps).
+
+scikit-learn (the ``[cli]`` extra) is imported only when a bundled scikit-learn set is loaded.
 """
 
 from posneg.data.code_search import CodeSearchData, CodeSearchPair, load_code_search
 from posneg.data.digits import Dataset, Standardizer, load_digits, load_npz, stratified_split
+from posneg.data.images import ImageData, load_image_digits, load_image_npz
+from posneg.data.retrieval import RetrievalTask, load_task
 
 __all__ = [
     "CodeSearchData",
     "CodeSearchPair",
     "Dataset",
+    "ImageData",
+    "RetrievalTask",
     "Standardizer",
     "load_code_search",
     "load_digits",
+    "load_image_digits",
+    "load_image_npz",
     "load_npz",
+    "load_task",
     "stratified_split",
 ]
