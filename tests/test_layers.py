@@ -171,3 +171,11 @@ def test_every_imported_package_is_declared() -> None:
             if not names & declared:
                 undeclared[top] = f"{path.relative_to(ROOT)}:{line} ({', '.join(sorted(names))})"
     assert not undeclared, f"imported but not declared in pyproject.toml: {undeclared}"
+
+
+def test_the_command_without_the_cli_extra_says_what_to_install() -> None:
+    code = "import sys\nsys.modules['typer'] = None\nimport posneg.cli\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "needs typer, from the [cli] extra: pip install 'posneg[cli]'" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -15,7 +15,14 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import typer
+try:
+    import rich  # noqa: F401
+    import typer
+except ModuleNotFoundError as _missing:  # installed without the [cli] extra
+    raise SystemExit(
+        f"posneg: the command line needs {_missing.name}, from the [cli] extra: "
+        "pip install 'posneg[cli]' (or 'posneg[all]')"
+    ) from None
 
 import posneg
 from posneg import registry
