@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_CPU := torch==2.13.0
 
-.PHONY: demo test venv install install-dev lint typecheck bench clean
+.PHONY: demo test venv install install-dev lint typecheck speed clean
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -45,8 +45,12 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(VENV)/bin/mypy
 
-bench: $(VENV)/.installed-dev
-	$(PY) benchmarks/contrastive.py
+# Speed and memory against peer libraries (benchmarks/*.py, figures in docs/benchmarks.md); not
+# `posneg bench`, which measures quality (accuracy, recall) on embedded data. Slow: minutes each.
+# One script: make speed ONLY=mixing
+ONLY ?= contrastive oversampling mixing augment corruptions knn mining
+speed: $(VENV)/.installed-dev
+	for name in $(ONLY); do $(PY) benchmarks/$$name.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) runs build dist *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -40,7 +40,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 bench_app = typer.Typer(
-    help="Run techniques side by side on real data and report metrics.", no_args_is_help=True
+    help="Quality benches: train and evaluate techniques side by side on embedded real data "
+    "(speed against peer libraries is measured by the scripts in benchmarks/).",
+    no_args_is_help=True,
 )
 app.add_typer(bench_app, name="bench")
 
