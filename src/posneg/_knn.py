@@ -208,14 +208,12 @@ def _merge(
     rows = torch.cat([p[0] for p in parts])
     pos = torch.cat([p[1] for p in parts])
     vals = torch.cat([p[2] for p in parts])
-    o = _sorted_order(rows, vals)
-    if not in_order and o.numel() > 1:
-        r_o, v_o = rows.index_select(0, o), vals.index_select(0, o)
-        if bool(((r_o[1:] == r_o[:-1]) & (v_o[1:] == v_o[:-1])).any()):
-            by_pos = torch.sort(pos, stable=True).indices
-            rows, pos = rows.index_select(0, by_pos), pos.index_select(0, by_pos)
-            vals = vals.index_select(0, by_pos)
-            o = _sorted_order(rows, vals)
+    o, ties = _sorted_order(rows, vals, not in_order)
+    if ties:
+        by_pos = torch.sort(pos, stable=True).indices
+        rows, pos = rows.index_select(0, by_pos), pos.index_select(0, by_pos)
+        vals = vals.index_select(0, by_pos)
+        o, _ = _sorted_order(rows, vals, False)
     rows = rows.index_select(0, o)
     counts = torch.bincount(rows, minlength=rows_n)
     start = torch.cumsum(counts, 0) - counts
@@ -230,13 +228,23 @@ def _merge(
     return (rows, pos, vals), thr
 
 
-def _sorted_order(rows: torch.Tensor, vals: torch.Tensor) -> torch.Tensor:
-    """Stable order of the entries by (row asc, value desc)."""
+def _sorted_order(
+    rows: torch.Tensor, vals: torch.Tensor, find_ties: bool
+) -> tuple[torch.Tensor, bool]:
+    """Stable order of the entries by (row asc, value desc); with ``find_ties``, also whether
+    two entries of one row hold equal values."""
     if vals.dtype == torch.float64:
         o = torch.sort(~_ordered(vals), stable=True).indices
-        return o.index_select(0, torch.sort(rows.index_select(0, o), stable=True).indices)
+        o = o.index_select(0, torch.sort(rows.index_select(0, o), stable=True).indices)
+        if not find_ties or o.numel() < 2:
+            return o, False
+        r_o, v_o = rows.index_select(0, o), vals.index_select(0, o)
+        return o, bool(((r_o[1:] == r_o[:-1]) & (v_o[1:] == v_o[:-1])).any())
     key = (rows << 32) | (_MAX31 - _ordered(vals))
-    return torch.sort(key, stable=True).indices
+    sk, o = torch.sort(key, stable=True)
+    if not find_ties or o.numel() < 2:
+        return o, False
+    return o, bool((sk[1:] == sk[:-1]).any())
 
 
 class RunningTopK:
