@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
 from posneg.data.retrieval import RetrievalTask
+from posneg.mining import training
+from posneg.mining.metrics import retrieval_metrics
 from posneg.mining.training import (
+    METRICS,
     STRATEGIES,
     Adapter,
     AdapterTowers,
     Schedule,
     Strategy,
+    fit_and_score,
     resolve_args,
     summary,
     train_strategy,
@@ -129,7 +135,7 @@ def test_adapter_starts_as_identity_and_towers_rank_as_the_encoder() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _train(key: str, seed: int = 0, **kwargs: object) -> tuple[dict[str, object], AdapterTowers]:
+def _train(key: str, seed: int = 0, **kwargs: Any) -> tuple[dict[str, Any], AdapterTowers]:
     task = _task()
     towers = AdapterTowers(task, torch.device("cpu"), fixed_docs=key == "adore")
     info = train_strategy(
@@ -144,7 +150,7 @@ def _train(key: str, seed: int = 0, **kwargs: object) -> tuple[dict[str, object]
 
 @pytest.mark.parametrize("key", ["random", "static", "star", "adore", "fn_aware"])
 def test_same_seed_same_losses_and_the_global_rng_untouched(key: str) -> None:
-    kwargs: dict[str, object] = {"k": 10} if key == "adore" else {}
+    kwargs: dict[str, Any] = {"k": 10} if key == "adore" else {}
     if key in ("static", "star", "fn_aware"):
         kwargs = {"pool": 5, "range_max": 20}
     state = torch.get_rng_state()
@@ -178,6 +184,95 @@ def test_wrong_types_are_refused() -> None:
         train_strategy(STRATEGIES["inbatch"](), towers, {"lr": 1}, seed=0, device=cpu)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="progress must be"):
         train_strategy(
-            STRATEGIES["inbatch"](), towers, Schedule(48, 8, 2, 1e-2), seed=0, device=cpu,
+            STRATEGIES["inbatch"](),
+            towers,
+            Schedule(48, 8, 2, 1e-2),
+            seed=0,
+            device=cpu,
             progress=3,  # type: ignore[arg-type]
-        )  # fmt: skip
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# fit_and_score
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["inbatch", "adore"])
+def test_fit_and_score_is_train_strategy_then_the_test_metrics(key: str) -> None:
+    kwargs: dict[str, object] = {"k": 10} if key == "adore" else {}
+    task, cpu = _task(), torch.device("cpu")
+    schedule = Schedule(task.n_train, 8, total_steps=12, lr=1e-2)
+    state = torch.get_rng_state()
+    out = fit_and_score(STRATEGIES[key](**kwargs), task, schedule, seed=3, device=cpu)
+    assert torch.equal(torch.get_rng_state(), state)
+    towers = AdapterTowers(task, cpu, fixed_docs=key == "adore")
+    info = train_strategy(STRATEGIES[key](**kwargs), towers, schedule, seed=3, device=cpu)
+    expected = retrieval_metrics(*towers.test(), [[i] for i in range(task.n_test)])
+    assert out["metrics"] == expected and set(expected) == set(METRICS)
+    assert out["losses"] == info["losses"] and out["train_seconds"] >= 0.0
+    assert out["eval_seconds"] >= 0.0
+
+
+def test_fit_and_score_diverged_run_has_nan_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
+    def diverged(*args: object, **kwargs: object) -> dict[str, object]:
+        return {"args": {}, "losses": [float("nan")], "diverged_at_step": 1}
+
+    monkeypatch.setattr(training, "train_strategy", diverged)
+    task = _task()
+    out = fit_and_score(
+        STRATEGIES["inbatch"](),
+        task,
+        Schedule(task.n_train, 8, 2, 1e-2),
+        seed=0,
+        device=torch.device("cpu"),
+    )
+    assert set(out["metrics"]) == set(METRICS)
+    assert all(v != v for v in out["metrics"].values())  # NaN
+
+
+def test_fit_and_score_finetune_restores_the_weights_even_on_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Encoder:
+        def __init__(self) -> None:
+            self.model = torch.nn.Linear(4, 4)
+
+    encoder = Encoder()
+    before = {k: v.clone() for k, v in encoder.model.state_dict().items()}
+
+    def fails(*args: object, **kwargs: object) -> dict[str, object]:
+        with torch.no_grad():
+            encoder.model.weight.add_(1.0)
+        encoder.model.train()
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(training, "FinetuneTowers", lambda task, enc, fixed_docs: object())
+    monkeypatch.setattr(training, "train_strategy", fails)
+    task = _task()
+    schedule = Schedule(task.n_train, 8, 2, 2e-5, mode="finetune")
+    with pytest.raises(RuntimeError, match="boom"):
+        fit_and_score(
+            STRATEGIES["inbatch"](),
+            task,
+            schedule,
+            seed=0,
+            device=torch.device("cpu"),
+            encoder=encoder,
+        )
+    after = encoder.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not encoder.model.training
+
+
+def test_fit_and_score_refuses_bad_input() -> None:
+    task, cpu = _task(), torch.device("cpu")
+    adapter = Schedule(task.n_train, 8, 2, 1e-2)
+    finetune = Schedule(task.n_train, 8, 2, 2e-5, mode="finetune")
+    inbatch = STRATEGIES["inbatch"]()
+    with pytest.raises(ValueError, match="fit_and_score: finetune mode needs an encoder"):
+        fit_and_score(inbatch, task, finetune, seed=0, device=cpu)
+    with pytest.raises(TypeError, match="fit_and_score: strategy must be a Strategy"):
+        fit_and_score("inbatch", task, adapter, seed=0, device=cpu)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="fit_and_score: schedule must be a Schedule"):
+        fit_and_score(inbatch, task, {"lr": 1}, seed=0, device=cpu)  # type: ignore[arg-type]

@@ -9,6 +9,9 @@ train-row index (:class:`Towers`). Two kinds of towers are provided:
   ranking);
 - :class:`FinetuneTowers`: a sentence-transformers model trained in place.
 
+:func:`fit_and_score` builds the towers of a mode, trains them and scores the test split
+(:data:`METRICS`).
+
 A strategy is built by its factory (:data:`STRATEGIES`: ``untrained``, ``inbatch``, ``random``,
 ``static``, ``ance``, ``star``, ``adore``, ``ngame``, ``fn_aware``), which validates its
 arguments and raises its own ``ValueError``/``TypeError`` (an unknown argument is Python's
@@ -49,6 +52,7 @@ Example:
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -63,6 +67,7 @@ from posneg._progress import ProgressCallback, check_progress, tracker
 from posneg.data.retrieval import RetrievalTask
 
 __all__ = [
+    "METRICS",
     "MODES",
     "STRATEGIES",
     "Adapter",
@@ -71,6 +76,7 @@ __all__ = [
     "Schedule",
     "Strategy",
     "Towers",
+    "fit_and_score",
     "resolve_args",
     "summary",
     "train_strategy",
@@ -78,6 +84,10 @@ __all__ = [
 
 #: Training modes: adapters on frozen embeddings, or the encoder itself.
 MODES: tuple[str, ...] = ("adapter", "finetune")
+
+#: The test metrics of :func:`fit_and_score`, keys of
+#: :func:`~posneg.mining.metrics.retrieval_metrics` with its default cut-offs.
+METRICS: tuple[str, ...] = ("mrr@10", "ndcg@10", "recall@1", "recall@10", "recall@100")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -770,3 +780,89 @@ def train_strategy(
     out["refreshes"] = (pool.num_refreshes - 1) if pool is not None else len(loop.cluster_sizes)
     out["cluster_sizes"] = loop.cluster_sizes
     return out
+
+
+def fit_and_score(
+    strategy: Strategy,
+    task: RetrievalTask,
+    schedule: Schedule,
+    *,
+    seed: int,
+    device: torch.device,
+    encoder: Any | None = None,
+    duplicate_of: torch.Tensor | None = None,
+    progress: bool | ProgressCallback = False,
+) -> dict[str, Any]:
+    """Train fresh towers on ``task`` under ``strategy``, then score its test split.
+
+    ``schedule.mode == "adapter"``: :class:`AdapterTowers` on the task's cached embeddings;
+    ``"finetune"``: :class:`FinetuneTowers` on ``encoder``, whose model is put back to the weights
+    it had on entry (and in eval mode) afterwards, also when training fails. ``adore`` trains
+    the query side only. Training runs under :func:`train_strategy`, inside a forked global RNG
+    seeded with ``seed`` (fine-tuning's dropout draws from it; the caller's state is left as it
+    was). Each test query is ranked against every test document (one relevant each) by
+    :func:`~posneg.mining.metrics.retrieval_metrics`.
+
+    Args:
+        strategy: from a factory of :data:`STRATEGIES`.
+        task: the embedded task.
+        schedule: steps, batch size, optimiser and mode.
+        seed: the run's seed.
+        device: where the towers train.
+        encoder: a :class:`~posneg.mining.encode.TextEncoder` with a sentence-transformers
+            ``model`` (finetune mode); unused with adapters.
+        duplicate_of: passed to :func:`train_strategy`.
+        progress: passed to :func:`train_strategy`.
+
+    Returns:
+        :func:`train_strategy`'s dictionary plus ``"metrics"`` (:data:`METRICS`, all NaN when the
+        run diverged), ``"train_seconds"`` and ``"eval_seconds"``.
+
+    Raises:
+        ValueError: finetune mode without an encoder that has a ``model``.
+        TypeError: a ``strategy`` or ``schedule`` of the wrong type, a bad ``progress``.
+    """
+    from posneg.mining.metrics import retrieval_metrics
+
+    fn = "fit_and_score"
+    if not isinstance(strategy, Strategy):
+        raise TypeError(f"{fn}: strategy must be a Strategy; got {type(strategy).__name__}")
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"{fn}: schedule must be a Schedule; got {type(schedule).__name__}")
+    model = getattr(encoder, "model", None) if schedule.mode == "finetune" else None
+    if schedule.mode == "finetune" and model is None:
+        raise ValueError(f"{fn}: finetune mode needs an encoder with a sentence-transformers model")
+    fixed_docs = strategy.key == "adore"
+    towers: Towers
+    initial_state = None
+    if model is not None:
+        initial_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        towers = FinetuneTowers(task, encoder, fixed_docs=fixed_docs)
+    else:
+        towers = AdapterTowers(task, device, fixed_docs=fixed_docs)
+    devices = [device] if device.type == "cuda" else []
+    start = time.perf_counter()
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            info = train_strategy(
+                strategy,
+                towers,
+                schedule,
+                seed=seed,
+                device=device,
+                duplicate_of=duplicate_of,
+                progress=progress,
+            )
+        train_s = time.perf_counter() - start
+        if info["diverged_at_step"] is None:
+            q, d = towers.test()
+            metrics = retrieval_metrics(q, d, [[i] for i in range(task.n_test)])
+        else:
+            metrics = {m: math.nan for m in METRICS}
+    finally:
+        if model is not None:
+            model.load_state_dict(initial_state)
+            model.eval()
+    eval_s = time.perf_counter() - start - train_s
+    return {**info, "metrics": metrics, "train_seconds": train_s, "eval_seconds": eval_s}
