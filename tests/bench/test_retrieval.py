@@ -30,10 +30,42 @@ DIM = 64
 # a synthetic code-search set and a tiny deterministic encoder
 # --------------------------------------------------------------------------------------------
 
-VERBS = ["read", "write", "parse", "close", "open", "sort", "merge", "split", "join", "encode",
-         "decode", "send", "load", "dump", "check", "build"]  # fmt: skip
-NOUNS = ["file", "socket", "header", "buffer", "token", "path", "record", "queue", "entry",
-         "table", "stream", "key", "value", "frame", "block", "line"]  # fmt: skip
+VERBS = [
+    "read",
+    "write",
+    "parse",
+    "close",
+    "open",
+    "sort",
+    "merge",
+    "split",
+    "join",
+    "encode",
+    "decode",
+    "send",
+    "load",
+    "dump",
+    "check",
+    "build",
+]
+NOUNS = [
+    "file",
+    "socket",
+    "header",
+    "buffer",
+    "token",
+    "path",
+    "record",
+    "queue",
+    "entry",
+    "table",
+    "stream",
+    "key",
+    "value",
+    "frame",
+    "block",
+    "line",
+]
 
 
 def synthetic_data(n: int = 160, *, seed: int = 0) -> CodeSearchData:
@@ -131,8 +163,16 @@ def test_every_strategy_runs_and_reports(
     assert cfg["total_steps"] == 2 * (120 // 16)
     runs = {r["key"]: r for r in payload["results"]["runs"]}
     assert list(runs) == [
-        "untrained", "inbatch", "random", "static", "ance", "star", "adore", "ngame", "fn_aware",
-    ]  # fmt: skip
+        "untrained",
+        "inbatch",
+        "random",
+        "static",
+        "ance",
+        "star",
+        "adore",
+        "ngame",
+        "fn_aware",
+    ]
     for r in runs.values():
         assert set(r["metrics"]) == set(retrieval.METRICS)
         assert all(0.0 <= v <= 1.0 for v in r["metrics"].values())
@@ -332,8 +372,21 @@ def test_cli_smoke_with_the_real_model(
     small = synthetic_data(32)
     monkeypatch.setattr(retrieval, "_load_encoder", lambda cfg, device: minilm)
     monkeypatch.setattr(retrieval, "_load_data", lambda max_pairs: small)
-    argv = _bench(tmp_path / "out", "-s", "untrained", "-s", "static:pool=4", "--epochs", "1",
-                  "-b", "8", "--seeds", "1", "--cache-dir", str(tmp_path / "cache"))  # fmt: skip
+    argv = _bench(
+        tmp_path / "out",
+        "-s",
+        "untrained",
+        "-s",
+        "static:pool=4",
+        "--epochs",
+        "1",
+        "-b",
+        "8",
+        "--seeds",
+        "1",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    )
     code, stdout, err = run_main(argv, capsys)
     assert code == 0, err
     assert stdout.strip() == str(tmp_path / "out" / "results.md")

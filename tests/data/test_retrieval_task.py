@@ -18,10 +18,13 @@ def _data(n_train: int = 6, n_test: int = 3) -> CodeSearchData:
         split = "train" if i < n_train else "test"
         pairs.append(
             CodeSearchPair(
-                id=f"m{i % 3}.f{i}", query=f"query {i}", code=f"def f{i}(): return {i}",
-                module=f"m{i % 3}", split=split,
+                id=f"m{i % 3}.f{i}",
+                query=f"query {i}",
+                code=f"def f{i}(): return {i}",
+                module=f"m{i % 3}",
+                split=split,
             )
-        )  # fmt: skip
+        )
     return CodeSearchData(pairs=tuple(pairs))
 
 

@@ -36,28 +36,36 @@ import typer
 
 from posneg.bench import _harness as harness
 from posneg.bench import _report
+from posneg.bench._ranking import HEADER, aggregate, table_row
 from posneg.data.retrieval import RetrievalTask, load_task, split_sizes
 from posneg.mining.training import (
+    METRICS,
     MODES,
     STRATEGIES,
     Adapter,
-    AdapterTowers,
-    FinetuneTowers,
     Schedule,
     Strategy,
-    Towers,
+    fit_and_score,
     summary,
     train_strategy,
 )
 
 __all__ = [
-    "DEFAULT_CACHE_DIR", "DEFAULT_STRATEGIES", "DEMO_CONFIG", "METRICS", "PARSER", "STRATEGIES",
-    "Adapter", "BenchConfig", "RetrievalTask", "cli", "demo", "load_task", "run",
+    "DEFAULT_CACHE_DIR",
+    "DEFAULT_STRATEGIES",
+    "DEMO_CONFIG",
+    "METRICS",
+    "PARSER",
+    "STRATEGIES",
+    "Adapter",
+    "BenchConfig",
+    "RetrievalTask",
+    "cli",
+    "demo",
+    "load_task",
+    "run",
     "train_strategy",
-]  # fmt: skip
-
-#: The metrics of every run, in table order.
-METRICS: tuple[str, ...] = ("mrr@10", "ndcg@10", "recall@1", "recall@10", "recall@100")
+]
 
 #: Where the embeddings of the frozen encoder are cached unless ``--cache-dir`` says otherwise.
 DEFAULT_CACHE_DIR = Path("~/.cache/posneg/embeddings")
@@ -125,9 +133,8 @@ class BenchConfig:
 ADAPTER_LR, ADAPTER_BATCH_SIZE, ADAPTER_SEEDS = 1e-4, 64, 3
 #: finetune-mode defaults (when ``steps`` / ``max_pairs`` / ``lr`` / ``batch_size`` / ``seeds``
 #: are not given)
-FINETUNE_STEPS, FINETUNE_MAX_PAIRS, FINETUNE_LR, FINETUNE_BATCH_SIZE, FINETUNE_SEEDS = (
-    40, 800, 2e-5, 16, 1,
-)  # fmt: skip
+FINETUNE_STEPS, FINETUNE_MAX_PAIRS = 40, 800
+FINETUNE_LR, FINETUNE_BATCH_SIZE, FINETUNE_SEEDS = 2e-5, 16, 1
 
 
 def _validate(cfg: BenchConfig) -> list[harness.Spec]:
@@ -180,81 +187,28 @@ class _Context:
     schedule: Schedule
     device: torch.device
     duplicate_of: torch.Tensor
-    initial_state: Mapping[str, torch.Tensor] | None  # finetune mode: the weights to restore
 
 
 def _run_one(
     spec: harness.Spec, seed: int, ctx: _Context, tick: Callable[[], None]
 ) -> dict[str, Any]:
-    from posneg.mining.metrics import retrieval_metrics
-
-    task, encoder, device, initial_state = ctx.task, ctx.encoder, ctx.device, ctx.initial_state
-    fixed_docs = spec.key == "adore"
-    towers: Towers
-    if initial_state is None:
-        towers = AdapterTowers(task, device, fixed_docs=fixed_docs)
-    else:
-        towers = FinetuneTowers(task, encoder, fixed_docs=fixed_docs)
-
     def progress(desc: str, done: int, total: int) -> None:
         if done:
             tick()
 
-    devices = [device] if device.type == "cuda" else []
-    start = time.perf_counter()
-    try:
-        with torch.random.fork_rng(devices=devices):  # dropout (finetune) draws from it
-            torch.manual_seed(seed)
-            info = train_strategy(
-                _strategy(spec), towers, ctx.schedule, seed=seed, device=device,
-                duplicate_of=ctx.duplicate_of, progress=progress,
-            )  # fmt: skip
-        train_s = time.perf_counter() - start
-        if info["diverged_at_step"] is None:
-            q, d = towers.test()
-            metrics = retrieval_metrics(q, d, [[i] for i in range(task.n_test)])
-        else:
-            metrics = {m: math.nan for m in METRICS}
-    finally:
-        if initial_state is not None:  # back to the initial weights for the next run
-            encoder.model.load_state_dict(initial_state)
-            encoder.model.eval()
-    return {
-        "strategy": spec.label(),
-        "key": spec.key,
-        "seed": seed,
-        "metrics": metrics,
-        "train_seconds": round(train_s, 3),
-        "eval_seconds": round(time.perf_counter() - start - train_s, 3),
-        **info,
-    }
-
-
-def _aggregate(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    groups: dict[str, list[Mapping[str, Any]]] = {}
-    for r in runs:
-        groups.setdefault(r["strategy"], []).append(r)
-    out = []
-    for label, rs in groups.items():
-        row: dict[str, Any] = {"strategy": label, "key": rs[0]["key"]}
-        row["seeds"] = [r["seed"] for r in rs]
-        for m in METRICS:
-            row[f"{m}_mean"], row[f"{m}_std"] = _report.mean_std([r["metrics"][m] for r in rs])
-        row["train_seconds_mean"] = _report.mean_std([r["train_seconds"] for r in rs])[0]
-        out.append(row)
-    return out
-
-
-def _cell(a: Mapping[str, Any], metric: str) -> str:
-    mean, sd = a[f"{metric}_mean"], a[f"{metric}_std"]
-    if len(a["seeds"]) > 1:
-        return _report.fmt(mean, sd)
-    return "n/a" if math.isnan(mean) else f"{mean:.3f}"
-
-
-def _row(a: Mapping[str, Any]) -> tuple[str, ...]:
-    secs = "-" if a["key"] == "untrained" else f"{a['train_seconds_mean']:.1f}"
-    return (a["strategy"], *(_cell(a, m) for m in METRICS), secs)
+    info = fit_and_score(
+        _strategy(spec),
+        ctx.task,
+        ctx.schedule,
+        seed=seed,
+        device=ctx.device,
+        encoder=ctx.encoder,
+        duplicate_of=ctx.duplicate_of,
+        progress=progress,
+    )
+    timing = {k: round(info.pop(k), 3) for k in ("train_seconds", "eval_seconds")}
+    head = {"strategy": spec.label(), "key": spec.key, "seed": seed}
+    return {**head, "metrics": info.pop("metrics"), **timing, **info}
 
 
 def _plot(out: Path, agg: Sequence[Mapping[str, Any]], mode: str) -> list[Path]:
@@ -366,10 +320,7 @@ def run(
             total_steps = FINETUNE_STEPS if finetune else cfg.epochs * steps_per_epoch
         schedule = Schedule(task.n_train, batch_size, total_steps, lr, cfg.weight_decay, cfg.mode)
         duplicate_of = duplicate_groups(list(task.train_docs)).to(device)
-        initial_state = None
-        if finetune:
-            initial_state = {k: v.detach().clone() for k, v in encoder.model.state_dict().items()}
-        ctx = _Context(task, encoder, schedule, device, duplicate_of, initial_state)
+        ctx = _Context(task, encoder, schedule, device, duplicate_of)
         runs = harness.run_grid(
             [(spec, seed) for spec in specs for seed in seeds],
             lambda job, tick: _run_one(job[0], job[1], ctx, tick),
@@ -378,25 +329,40 @@ def run(
             quiet=cfg.quiet,
         )
     elapsed = time.perf_counter() - started
-    agg = _aggregate(runs)
-    header = ["strategy", "MRR@10", "nDCG@10", "R@1", "R@10", "R@100", "train s / run"]
-    rows = [_row(a) for a in agg]
+    agg = aggregate(runs)
+    header = list(HEADER)
+    rows = [table_row(a) for a in agg]
     adapters = "query and document: normalize(x + W x + b), W = b = 0 at start; Adam"
     config = _report.resolved_config(
-        cfg, seeds=seeds, device=device, threads=threads, strategies=[s.label() for s in specs],
-        resolved_lr=lr, resolved_batch_size=batch_size, resolved_max_pairs=max_pairs,
-        total_steps=total_steps, steps_per_epoch=steps_per_epoch,
-        torch_threads_training=train_threads, encoder=repr(encoder), cache_dir=str(cache_dir),
-        n_train=task.n_train, n_test=task.n_test, dim=task.dim,
+        cfg,
+        seeds=seeds,
+        device=device,
+        threads=threads,
+        strategies=[s.label() for s in specs],
+        resolved_lr=lr,
+        resolved_batch_size=batch_size,
+        resolved_max_pairs=max_pairs,
+        total_steps=total_steps,
+        steps_per_epoch=steps_per_epoch,
+        torch_threads_training=train_threads,
+        encoder=repr(encoder),
+        cache_dir=str(cache_dir),
+        n_train=task.n_train,
+        n_test=task.n_test,
+        dim=task.dim,
         adapters="none (the encoder is trained; AdamW)" if finetune else adapters,
-        **{k: round(v, 2) for k, v in timings.items()}, elapsed_seconds=round(elapsed, 1),
-    )  # fmt: skip
+        **{k: round(v, 2) for k, v in timings.items()},
+        elapsed_seconds=round(elapsed, 1),
+    )
     notes = [
         f"Test split: {task.n_test} queries against the {task.n_test} test code documents (one "
         f"relevant each); trained on {task.n_train} train pairs, {total_steps} steps of batch "
         f"{batch_size} per run ({cfg.mode} mode), mean ± sample std over seeds {seeds}.",
-        "", "Strategies:", "", *[f"- `{s.label()}`: {summary(s.key)}" for s in specs],
-    ]  # fmt: skip
+        "",
+        "Strategies:",
+        "",
+        *[f"- `{s.label()}`: {summary(s.key)}" for s in specs],
+    ]
     diverged = [r for r in runs if r["diverged_at_step"] is not None]
     if diverged:
         notes += ["", "Diverged runs (non-finite loss; metrics n/a): "]
@@ -405,15 +371,24 @@ def run(
     title = f"posneg bench retrieval ({cfg.mode} mode)"
     out = Path(cfg.out)
     report = _report.write_report(
-        out, title=title, config=config, results=results, header=header, rows=rows,
+        out,
+        title=title,
+        config=config,
+        results=results,
+        header=header,
+        rows=rows,
         notes="\n".join(notes),
-    )  # fmt: skip
+    )
     plots = _plot(out, agg, cfg.mode)
     if not cfg.quiet:
         _report.show(
-            f"{title[:-1]}, test split)", header, rows, report=report, elapsed=elapsed,
+            f"{title[:-1]}, test split)",
+            header,
+            rows,
+            report=report,
+            elapsed=elapsed,
             keep_first_column=True,
-        )  # fmt: skip
+        )
     return {**results, "report": report, "plots": plots, "config": config}
 
 
@@ -470,11 +445,23 @@ def cli(
     """
     cfg = BenchConfig(
         strategies=tuple(strategy) if strategy else DEFAULT_STRATEGIES,
-        cache_dir=None if cache_dir is None else str(cache_dir), out=str(out), mode=mode,
-        seeds=seeds, first_seed=first_seed, epochs=epochs, steps=steps, batch_size=batch_size,
-        lr=lr, weight_decay=weight_decay, max_pairs=max_pairs, max_seq_length=max_seq_length,
-        model=model, device=device, threads=threads, quiet=quiet,
-    )  # fmt: skip
+        cache_dir=None if cache_dir is None else str(cache_dir),
+        out=str(out),
+        mode=mode,
+        seeds=seeds,
+        first_seed=first_seed,
+        epochs=epochs,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        max_pairs=max_pairs,
+        max_seq_length=max_seq_length,
+        model=model,
+        device=device,
+        threads=threads,
+        quiet=quiet,
+    )
     result = run(cfg)
     if quiet:
         typer.echo(str(result["report"]))
