@@ -101,8 +101,14 @@ def test_run_writes_reports_that_parse(npz: Path, tmp_path: Path) -> None:
 
 def test_defaults_cover_every_technique() -> None:
     assert mixing.DEFAULT_TECHNIQUES == (
-        "none", "mixup", "cutmix", "fmix", "resizemix", "randaugment", "corruptions",
-    )  # fmt: skip
+        "none",
+        "mixup",
+        "cutmix",
+        "fmix",
+        "resizemix",
+        "randaugment",
+        "corruptions",
+    )
     assert BenchConfig().techniques == mixing.DEFAULT_TECHNIQUES
     assert "mixing" in cli.BENCHES
 
@@ -246,8 +252,20 @@ def test_demo_returns_a_summary(npz: Path, tmp_path: Path, monkeypatch: pytest.M
 
 
 def _bench(npz: Path, out: Path, *extra: str) -> list[str]:
-    return ["bench", "mixing", "--data", str(npz), "--out", str(out), "--epochs", "1",
-            "--seeds", "1", "--quiet", *extra]  # fmt: skip
+    return [
+        "bench",
+        "mixing",
+        "--data",
+        str(npz),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--seeds",
+        "1",
+        "--quiet",
+        *extra,
+    ]
 
 
 @pytest.mark.parametrize(

@@ -2,15 +2,16 @@
 
 :class:`SmallCNN`; :func:`expected_calibration_error` (Guo et al., ICML 2017); the fixed
 corrupted test sets (:func:`check_corruptions`, :func:`corrupted_sets`); :func:`evaluate`; the
-mean/std over seeds (:func:`aggregate`) and the paired gaps against ``none`` (:func:`gaps`).
-Kept apart from the recipe so that it reads as data, train step, report and plot.
+mean/std over seeds (:func:`aggregate`), the paired gaps against ``none`` (:func:`gaps`), and
+the summary table and notes of the report (:func:`table`, :func:`run_notes`). Kept apart from the
+recipe so that it reads as data, train step, report and plot.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -19,7 +20,11 @@ from torch import nn
 
 from posneg.augment import corrupt
 from posneg.bench._harness import UsageError
-from posneg.bench._report import mean_std
+from posneg.bench._report import fmt, mean_std
+from posneg.data.images import ImageData
+
+if TYPE_CHECKING:
+    from posneg.bench.mixing import BenchConfig
 
 __all__ = [
     "CORRUPTION_DATASET",
@@ -35,7 +40,9 @@ __all__ = [
     "gaps",
     "nan_metrics",
     "predict",
+    "run_notes",
     "soft_cross_entropy",
+    "table",
 ]
 
 #: The MedMNIST data set whose official severities the corrupted test sets use by default.
@@ -45,9 +52,15 @@ CORRUPTION_DATASET = "dermamnist"
 #: official list: noises, blurs, pixelate, JPEG and a contrast loss. Eight keep the evaluation
 #: within the CPU budget.
 TEST_CORRUPTIONS: tuple[str, ...] = (
-    "gaussian_noise", "impulse_noise", "speckle_noise", "defocus_blur", "motion_blur",
-    "pixelate", "jpeg_compression", "contrast_down",
-)  # fmt: skip
+    "gaussian_noise",
+    "impulse_noise",
+    "speckle_noise",
+    "defocus_blur",
+    "motion_blur",
+    "pixelate",
+    "jpeg_compression",
+    "contrast_down",
+)
 
 #: Seed of the generator that builds the corrupted test sets (the same for every run).
 CORRUPTION_SEED = 1234
@@ -278,3 +291,71 @@ def gaps(runs: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> dict[str, 
         for lab in labels
         if lab != "none"
     }
+
+
+def _pct(mean: float, sd: float, n: int) -> str:
+    """A percentage cell: mean ± std over ``n`` seeds, the mean alone for one seed."""
+    return fmt(mean, sd, pct=True) if n > 1 or math.isnan(mean) else f"{100 * mean:.1f}"
+
+
+def table(agg: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[tuple[str, ...]]]:
+    """The summary table of :func:`aggregate`'s rows: header and one row per technique."""
+    header = ["technique", "clean acc (%)", "ECE", *[f"sev {s} (%)" for s in range(1, 6)]]
+    header += ["mean corr. (%)", "CPU s / run"]
+    rows = []
+    for a in agg:
+        n = len(a["seeds"])
+        rows.append(
+            (
+                a["technique"],
+                _pct(a["clean_accuracy_mean"], a["clean_accuracy_std"], n),
+                fmt(a["ece_mean"], a["ece_std"]) if n > 1 else f"{a['ece_mean']:.3f}",
+                *[f"{100 * m:.1f}" for m in a["corrupted_accuracy_mean"]],
+                _pct(a["mean_corrupted_accuracy_mean"], a["mean_corrupted_accuracy_std"], n),
+                f"{a['train_cpu_seconds_mean']:.1f}",
+            )
+        )
+    return header, rows
+
+
+def run_notes(
+    cfg: BenchConfig,
+    data: ImageData,
+    seeds: Sequence[int],
+    runs: Sequence[Mapping[str, Any]],
+    paired: Mapping[str, Any],
+) -> list[str]:
+    """The notes of results.md: the protocol, the paired gaps against ``none``, diverged runs."""
+    c, h, w = data.image_shape
+    notes = [
+        f"Held-out metrics on {data.name} ({len(data.x_train)} train / {len(data.x_test)} test, "
+        f"{c}x{h}x{w}, stratified, split seed {cfg.split_seed}), mean ± sample std over seeds "
+        f"{list(seeds)}; {cfg.epochs} epochs per run, batch {cfg.batch_size}. ECE: {ECE_BINS} "
+        "equal-width bins. Severity columns: accuracy on the test split corrupted by each of "
+        f"{', '.join(cfg.corruptions)} at that severity (MedMNIST-C's official "
+        f"{cfg.corruption_dataset} severities, spatial ones scaled by {min(h, w)}/224), averaged "
+        f"over the corruptions (fixed generator seed {CORRUPTION_SEED}); mean corr.: the average "
+        "over severities 1-5.",
+    ]
+    if paired:
+        notes += ["", "Paired gaps against `none` (percentage points, mean ± std over seeds):", ""]
+        for name, g in paired.items():
+            ca, mc = g["clean_accuracy"], g["mean_corrupted_accuracy"]
+            if ca is None or mc is None:
+                continue
+            sd = [f" ± {100 * g['std']:.1f}" if len(ca["seeds"]) > 1 else "" for g in (ca, mc)]
+            notes.append(
+                f"- {name}: clean {100 * ca['mean']:+.1f}{sd[0]}, "
+                f"mean corrupted {100 * mc['mean']:+.1f}{sd[1]}"
+            )
+    diverged = [r for r in runs if r["diverged_at_epoch"] is not None]
+    if diverged:
+        notes += [
+            "",
+            "Diverged runs (non-finite loss; metrics n/a): "
+            + ", ".join(
+                f"{r['technique']} seed={r['seed']} (epoch {r['diverged_at_epoch']})"
+                for r in diverged
+            ),
+        ]
+    return notes

@@ -53,21 +53,41 @@ from posneg.bench._classifier import (
     expected_calibration_error,
     gaps,
     nan_metrics,
+    run_notes,
     soft_cross_entropy,
+    table,
 )
 from posneg.data.images import ImageData, load_image_digits, load_image_npz
 
 __all__ = [
-    "CORRUPTION_SEED", "DEFAULT_TECHNIQUES", "DEMO_CONFIG", "PARSER", "TECHNIQUES",
-    "TEST_CORRUPTIONS", "BenchConfig", "ImageData", "SmallCNN", "cli", "demo",
-    "expected_calibration_error", "load_image_digits", "load_image_npz", "run",
-]  # fmt: skip
+    "CORRUPTION_SEED",
+    "DEFAULT_TECHNIQUES",
+    "DEMO_CONFIG",
+    "PARSER",
+    "TECHNIQUES",
+    "TEST_CORRUPTIONS",
+    "BenchConfig",
+    "ImageData",
+    "SmallCNN",
+    "cli",
+    "demo",
+    "expected_calibration_error",
+    "load_image_digits",
+    "load_image_npz",
+    "run",
+]
 
 #: Everything `--technique` accepts, in table order: the baseline ``none``, then registry keys
 #: (family ``mixing``: batch-mixing modules; ``augment``: per-sample augmentations).
 TECHNIQUES: tuple[str, ...] = (
-    "none", "mixup", "cutmix", "fmix", "resizemix", "randaugment", "corruptions",
-)  # fmt: skip
+    "none",
+    "mixup",
+    "cutmix",
+    "fmix",
+    "resizemix",
+    "randaugment",
+    "corruptions",
+)
 
 #: The spec parser of `--technique`.
 PARSER = harness.SpecParser("--technique", "technique", TECHNIQUES, baselines=("none",))
@@ -242,66 +262,6 @@ def _train_one(
     }
 
 
-def _pct(mean: float, sd: float, n: int) -> str:
-    return _report.fmt(mean, sd, pct=True) if n > 1 or math.isnan(mean) else f"{100 * mean:.1f}"
-
-
-def _table(agg: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[tuple[str, ...]]]:
-    header = ["technique", "clean acc (%)", "ECE", *[f"sev {s} (%)" for s in range(1, 6)]]
-    header += ["mean corr. (%)", "CPU s / run"]
-    rows = []
-    for a in agg:
-        n = len(a["seeds"])
-        rows.append(
-            (
-                a["technique"],
-                _pct(a["clean_accuracy_mean"], a["clean_accuracy_std"], n),
-                _report.fmt(a["ece_mean"], a["ece_std"]) if n > 1 else f"{a['ece_mean']:.3f}",
-                *[f"{100 * m:.1f}" for m in a["corrupted_accuracy_mean"]],
-                _pct(a["mean_corrupted_accuracy_mean"], a["mean_corrupted_accuracy_std"], n),
-                f"{a['train_cpu_seconds_mean']:.1f}",
-            )
-        )
-    return header, rows
-
-
-def _notes(
-    cfg: BenchConfig,
-    data: ImageData,
-    seeds: Sequence[int],
-    runs: Sequence[Mapping[str, Any]],
-    paired: Mapping[str, Any],
-) -> list[str]:
-    c, h, w = data.image_shape
-    notes = [
-        f"Held-out metrics on {data.name} ({len(data.x_train)} train / {len(data.x_test)} test, "
-        f"{c}x{h}x{w}, stratified, split seed {cfg.split_seed}), mean ± sample std over seeds "
-        f"{list(seeds)}; {cfg.epochs} epochs per run, batch {cfg.batch_size}. ECE: {ECE_BINS} "
-        "equal-width bins. Severity columns: accuracy on the test split corrupted by each of "
-        f"{', '.join(cfg.corruptions)} at that severity (MedMNIST-C's official "
-        f"{cfg.corruption_dataset} severities, spatial ones scaled by {min(h, w)}/224), averaged "
-        f"over the corruptions (fixed generator seed {CORRUPTION_SEED}); mean corr.: the average "
-        "over severities 1-5.",
-    ]
-    if paired:
-        notes += ["", "Paired gaps against `none` (percentage points, mean ± std over seeds):", ""]
-        for name, g in paired.items():
-            ca, mc = g["clean_accuracy"], g["mean_corrupted_accuracy"]
-            if ca is None or mc is None:
-                continue
-            sd = [f" ± {100 * g['std']:.1f}" if len(ca["seeds"]) > 1 else "" for g in (ca, mc)]
-            notes.append(
-                f"- {name}: clean {100 * ca['mean']:+.1f}{sd[0]}, "
-                f"mean corrupted {100 * mc['mean']:+.1f}{sd[1]}"
-            )
-    diverged = [r for r in runs if r["diverged_at_epoch"] is not None]
-    if diverged:
-        notes += ["", "Diverged runs (non-finite loss; metrics n/a): " + ", ".join(
-            f"{r['technique']} seed={r['seed']} (epoch {r['diverged_at_epoch']})" for r in diverged
-        )]  # fmt: skip
-    return notes
-
-
 def _plot(out: Path, agg: Sequence[Mapping[str, Any]]) -> Path:
     from matplotlib.figure import Figure
 
@@ -364,7 +324,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     elapsed, cpu_elapsed = time.perf_counter() - started, time.process_time() - cpu_started
     agg = aggregate(runs)
     labels = [s.label() for s in specs]
-    header, rows = _table(agg)
+    header, rows = table(agg)
     config = _report.resolved_config(
         cfg,
         seeds=seeds,
@@ -380,14 +340,19 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         cpu_seconds=round(cpu_elapsed, 1),
     )
     paired = gaps(runs, labels)
-    notes = _notes(cfg, data, seeds, runs, paired)
+    notes = run_notes(cfg, data, seeds, runs, paired)
     results = {"runs": runs, "aggregate": agg, "gaps": paired}
     title = "posneg bench mixing"
     out = Path(cfg.out)
     report = _report.write_report(
-        out, title=title, config=config, results=results, header=header, rows=rows,
+        out,
+        title=title,
+        config=config,
+        results=results,
+        header=header,
+        rows=rows,
         notes="\n".join(notes),
-    )  # fmt: skip
+    )
     plots = [_plot(out, agg)]
     if not cfg.quiet:
         _report.show(
@@ -460,11 +425,22 @@ def cli(
     cfg = BenchConfig(
         techniques=tuple(technique) if technique else DEFAULT_TECHNIQUES,
         corruptions=tuple(corruption) if corruption else TEST_CORRUPTIONS,
-        data=None if data is None else str(data), out=str(out), epochs=epochs,
-        batch_size=batch_size, seeds=seeds, first_seed=first_seed, lr=lr,
-        weight_decay=weight_decay, device=device, size=size, test_fraction=test_fraction,
-        split_seed=split_seed, corruption_dataset=corruption_dataset, threads=threads, quiet=quiet,
-    )  # fmt: skip
+        data=None if data is None else str(data),
+        out=str(out),
+        epochs=epochs,
+        batch_size=batch_size,
+        seeds=seeds,
+        first_seed=first_seed,
+        lr=lr,
+        weight_decay=weight_decay,
+        device=device,
+        size=size,
+        test_fraction=test_fraction,
+        split_seed=split_seed,
+        corruption_dataset=corruption_dataset,
+        threads=threads,
+        quiet=quiet,
+    )
     result = run(cfg)
     if quiet:
         typer.echo(str(result["report"]))
