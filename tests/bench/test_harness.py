@@ -7,6 +7,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -283,10 +284,52 @@ def test_report_files_and_plots(tmp_path: Path) -> None:
     ]  # fmt: skip  # no temporary file left
 
 
-def test_common_still_re_exports_the_old_names() -> None:
-    from posneg.bench import _common
+def test_harness_re_exports_the_spec_names() -> None:
+    from posneg.bench import _specs
 
-    for name in _common.__all__:
-        assert hasattr(_common, name), name
-    assert _common.UsageError is h.UsageError
+    for name in _specs.__all__:
+        assert getattr(h, name) is getattr(_specs, name), name
+        assert name in h.__all__, name
     assert issubclass(h.UsageError, ValueError)
+
+
+def test_seeded_fixes_the_draws_and_restores_the_callers_state() -> None:
+    cpu = torch.device("cpu")
+    torch.manual_seed(123)
+    with h.seeded(cpu, 7):
+        first = torch.rand(3)
+    after = torch.rand(3)
+    torch.manual_seed(123)
+    with h.seeded(cpu, 7):
+        assert torch.equal(torch.rand(3), first)
+    with h.seeded(cpu):  # no seed: a fork, the caller's state is untouched
+        torch.rand(5)
+    assert torch.equal(torch.rand(3), after)
+
+
+def test_publish_writes_report_and_plots_and_shows_unless_quiet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    drawn: list[Path] = []
+
+    def plots(out: Path) -> list[Path]:
+        drawn.append(out)
+        return [out / "p.png"]
+
+    kw: dict[str, Any] = {"title": "t", "config": {"a": 1}, "header": ["x"], "rows": [("1",)]}
+    kw["plots"] = plots
+    notes = ["setup, in results.md only", "", "second note"]
+    got = rep.publish(tmp_path, results={"runs": []}, notes=notes, quiet=False, elapsed=1.0, **kw)
+    assert got == {
+        "runs": [],
+        "report": tmp_path / "results.md",
+        "plots": [tmp_path / "p.png"],
+        "config": {"a": 1},
+    }
+    assert drawn == [tmp_path]
+    md = (tmp_path / "results.md").read_text()
+    assert "setup, in results.md only" in md and "second note" in md
+    out = capsys.readouterr().out
+    assert "second note" in out and "setup" not in out
+    rep.publish(tmp_path, results={}, notes=notes, quiet=True, elapsed=1.0, **kw)
+    assert capsys.readouterr().out == ""

@@ -12,8 +12,9 @@ from sklearn.metrics import average_precision_score, balanced_accuracy_score, f1
 
 from cli_helpers import assert_one_line_error, run_main
 from posneg.bench import imbalance
-from posneg.bench._common import UsageError
+from posneg.bench._harness import UsageError
 from posneg.bench.imbalance import BenchConfig, evaluate, random_oversample, run
+from posneg.data import tabular
 from posneg.data.tabular import (
     load_breast_cancer_imbalanced,
     load_digits_one_vs_rest,
@@ -145,6 +146,9 @@ def test_random_oversample_duplicates_minority_rows_only() -> None:
     np.testing.assert_array_equal(xr[:10], x)  # originals first, untouched
     minority_rows = {tuple(r) for r in x[y == 1]}
     assert all(tuple(r) in minority_rows for r in xr[10:])
+    assert imbalance.random_oversample is tabular.random_oversample  # the bench re-exports it
+    with pytest.raises(ValueError, match="random_oversample: y must be"):
+        random_oversample(x, y[:-1])
 
 
 def test_breast_cancer_split_is_untouched_on_test_and_rare_on_train() -> None:

@@ -5,7 +5,8 @@ machine, versions, command; results) and ``results.md`` (the table, notes, confi
 environment) into the output folder; :func:`save_figure` writes a PNG. Every file is written
 atomically through :mod:`posneg._io` (temporary file + rename), so an interrupted run never
 leaves a half-written report. :func:`resolved_config` records the shared options as they were
-resolved; :func:`show` prints the table and notes to stdout.
+resolved; :func:`show` prints the table and notes to stdout; :func:`publish` does all of it at the
+end of a bench's ``run``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ __all__ = [
     "paired",
     "pct_cell",
     "pp_cell",
+    "publish",
     "resolved_config",
     "save_figure",
     "show",
@@ -376,3 +378,46 @@ def show(
         if line:
             stdout.print(line, soft_wrap=keep_first_column)
     console.print(f"finished in {elapsed:.0f} s; report: [bold]{report}[/bold]")
+
+
+def publish(
+    out: str | os.PathLike[str],
+    *,
+    title: str,
+    config: Mapping[str, Any],
+    results: Mapping[str, Any],
+    header: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    notes: Sequence[str],
+    plots: Callable[[Path], Sequence[Path]],
+    quiet: bool,
+    elapsed: float,
+    keep_first_column: bool = False,
+) -> dict[str, Any]:
+    """The end of a bench's ``run``: the report, the plots, then the table unless ``quiet``.
+
+    Args:
+        out: the output folder.
+        title, config, results, header, rows: as in :func:`write_report`.
+        notes: lines under the table; the first (the setup, long) goes to ``results.md`` only.
+        plots: draws the plots into the folder it is given and returns their paths.
+        quiet: no table on the terminal.
+        elapsed, keep_first_column: as in :func:`show`.
+
+    Returns:
+        ``{**results, "report": path of results.md, "plots": [...], "config": config}``.
+    """
+    kw: dict[str, Any] = {"header": header, "rows": rows, "notes": "\n".join(notes)}
+    report = write_report(out, title=title, config=config, results=results, **kw)
+    paths = list(plots(Path(out)))
+    if not quiet:
+        show(
+            title,
+            header,
+            rows,
+            notes[1:],
+            report=report,
+            elapsed=elapsed,
+            keep_first_column=keep_first_column,
+        )
+    return {**results, "report": report, "plots": paths, "config": config}

@@ -3,10 +3,11 @@
 For every objective spec (``hcl:beta=1.0,tau_plus=0.1``), batch size and seed, a small MLP encoder
 learns from two augmented views (:mod:`posneg.data.views`) of the train split of the 8x8 digits
 (or ``--data file.npz``); its frozen backbone is then scored on the held-out split by a linear
-probe and a kNN vote (:mod:`posneg.bench._probe`). The encoder is ``F -> 256 -> 128`` (Linear,
-BatchNorm, ReLU twice: the probed *backbone*) plus a head ``128 -> 128 -> 64`` fed to the
-objective. AMCL brings its own heads and temperature networks: it gets the backbone output and
-its parameters join the optimiser. SupCon uses the labels and is marked *supervised*.
+probe and a kNN vote (:mod:`posneg.bench._probe`). The encoder (:mod:`posneg.bench._models`) is
+``F -> 256 -> 128`` (Linear, BatchNorm, ReLU twice: the probed *backbone*) plus a head
+``128 -> 128 -> 64`` fed to the objective. AMCL brings its own heads and temperature networks:
+it gets the backbone output and its parameters join the optimiser. SupCon uses the labels and is
+marked *supervised*.
 
 On request, ``moco``, ``mochi`` and ``feature_transform`` (alias ``ft``) train MoCo-style: the
 query is the first view through the encoder, the key the second through a momentum copy (0.99),
@@ -25,21 +26,20 @@ Python use::
 
 from __future__ import annotations
 
-import copy
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Generator as G
 from torch import Tensor as T
 from torch import nn
 
 from posneg.bench import _harness as h
 from posneg.bench import _report as rep
+from posneg.bench._models import Encoder, MomentumKeys
 from posneg.bench._probe import evaluate
 from posneg.bench._probe import knn_accuracy as knn_accuracy
 from posneg.bench._probe import linear_probe_accuracy as linear_probe_accuracy
@@ -48,7 +48,6 @@ from posneg.data import Dataset, load_digits, load_npz
 from posneg.data.views import augment_images as augment_images
 from posneg.data.views import augment_vectors as augment_vectors
 from posneg.data.views import view_fn
-from posneg.negatives import MemoryQueue
 
 _M = ("linear_probe", "knn")
 
@@ -98,7 +97,7 @@ OBJECTIVES: dict[str, Objective] = {
         Objective("mochi", "queue", draws=True, defaults=_MOCHI),
         Objective("feature_transform", "queue", draws=True),
     )
-}  # fmt: skip
+}
 
 #: The spec parser of `--objective`: every key is a registry key (``ft`` is an alias).
 PARSER = h.SpecParser("--objective", "objective", tuple(OBJECTIVES))
@@ -121,28 +120,6 @@ def _build_loss(spec: h.Spec, feat_dim: int) -> nn.Module:
     return loss
 
 
-class Encoder(nn.Module):
-    """MLP backbone ``in_dim -> hidden -> feat`` (probed) and projection head ``feat -> proj``."""
-
-    FEAT_DIM = 128
-    PROJ_DIM = 64
-
-    def __init__(
-        self, in_dim: int, *, hidden: int = 256, feat: int = FEAT_DIM, proj: int = PROJ_DIM
-    ) -> None:
-        super().__init__()
-        self.backbone = nn.Sequential(
-            nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
-            nn.Linear(hidden, feat), nn.BatchNorm1d(feat), nn.ReLU(),
-        )  # fmt: skip
-        self.head = nn.Sequential(nn.Linear(feat, feat), nn.ReLU(), nn.Linear(feat, proj))
-        self.feat_dim = feat
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Projection-head output (B, proj)."""
-        return self.head(self.backbone(x))
-
-
 def _loss_value(obj: Objective, loss: nn.Module, model: Encoder, v1: T, v2: T, y: T) -> T:
     h1, h2 = model.backbone(v1), model.backbone(v2)
     if obj.call == "backbone":
@@ -153,36 +130,6 @@ def _loss_value(obj: Objective, loss: nn.Module, model: Encoder, v1: T, v2: T, y
     if obj.call == "views":
         return loss(torch.stack([z1, z2]))
     return loss(torch.cat([z1, z2]), torch.cat([y, y]))
-
-
-class _MoCo:
-    """A momentum key encoder and a memory queue of its past keys, started full."""
-
-    def __init__(self, model: Encoder, x: T, view: Callable[..., T], gen: torch.Generator) -> None:
-        self.key_model = copy.deepcopy(model).requires_grad_(False)
-        n = x.shape[0]
-        self.queue = MemoryQueue(min(QUEUE_SIZE, n), Encoder.PROJ_DIM, device=x.device)
-        with torch.no_grad():  # keys of a random subset of the train split
-            first = torch.randperm(n, device=x.device, generator=gen)[: self.queue.capacity]
-            keys = self.key_model(view(x[first], gen))
-            self.queue.enqueue(torch.nn.functional.normalize(keys, dim=1))
-
-    def loss(self, obj: Objective, fn: nn.Module, model: Encoder, v1: T, v2: T, gen: G) -> T:
-        """Query from ``model``, key from the momentum encoder, queue negatives."""
-        q = model(v1)
-        with torch.no_grad():
-            self.keys = torch.nn.functional.normalize(self.key_model(v2), dim=1)
-        extra = {"generator": gen} if obj.draws else {}
-        return fn(q, self.keys, self.queue.negatives(), **extra)
-
-    @torch.no_grad()
-    def update(self, model: Encoder) -> None:
-        """Momentum step of the key encoder, then the last keys join the queue."""
-        for pk, pq in zip(self.key_model.parameters(), model.parameters(), strict=True):
-            pk.mul_(MOMENTUM).add_(pq.detach(), alpha=1.0 - MOMENTUM)
-        for bk, bq in zip(self.key_model.buffers(), model.buffers(), strict=True):
-            bk.copy_(bq)
-        self.queue.enqueue(self.keys)
 
 
 @dataclass(frozen=True)
@@ -263,8 +210,7 @@ def _train_one(
 ) -> dict[str, Any]:
     spec, batch_size, seed = job
     obj = OBJECTIVES[spec.key]
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
+    with h.seeded(device, seed):
         model = Encoder(data.n_features).to(device)
         loss_fn = _build_loss(spec, model.feat_dim).to(device)
     params = list(model.backbone.parameters())
@@ -276,7 +222,9 @@ def _train_one(
     x = torch.as_tensor(data.x_train, device=device)
     y = torch.as_tensor(data.y_train, device=device)
     view = view_fn(data)
-    moco = _MoCo(model, x, view, gen) if obj.call == "queue" else None
+    moco = None
+    if obj.call == "queue":
+        moco = MomentumKeys(model, x, view, gen, size=QUEUE_SIZE, momentum=MOMENTUM)
     n, steps = x.shape[0], x.shape[0] // batch_size
     start, cpu_start = time.perf_counter(), time.process_time()
     epoch_losses: list[float] = []
@@ -291,7 +239,7 @@ def _train_one(
             xb = x[idx]
             v1, v2 = view(xb, gen), view(xb, gen)
             if moco is not None:
-                loss = moco.loss(obj, loss_fn, model, v1, v2, gen)
+                loss = moco.loss(loss_fn, model, v1, v2, gen if obj.draws else None)
             else:
                 loss = _loss_value(obj, loss_fn, model, v1, v2, y[idx])
             opt.zero_grad(set_to_none=True)
@@ -310,12 +258,20 @@ def _train_one(
     nan = {"linear_probe": math.nan, "knn": math.nan}
     metrics = evaluate(model.backbone, data, device) if diverged_at is None else nan
     return {
-        "objective": spec.label(), "key": spec.key, "supervised": obj.supervised,
-        "batch_size": batch_size, "seed": seed, "loss_module": repr(loss_fn), **metrics,
-        "final_loss": epoch_losses[-1], "epoch_losses": epoch_losses,
-        "diverged_at_epoch": diverged_at, "steps": steps * len(epoch_losses),
-        "train_seconds": round(train_s, 3), "train_cpu_seconds": round(cpu_s, 3),
-    }  # fmt: skip
+        "objective": spec.label(),
+        "key": spec.key,
+        "supervised": obj.supervised,
+        "batch_size": batch_size,
+        "seed": seed,
+        "loss_module": repr(loss_fn),
+        **metrics,
+        "final_loss": epoch_losses[-1],
+        "epoch_losses": epoch_losses,
+        "diverged_at_epoch": diverged_at,
+        "steps": steps * len(epoch_losses),
+        "train_seconds": round(train_s, 3),
+        "train_cpu_seconds": round(cpu_s, 3),
+    }
 
 
 METRICS = (("linear_probe", "linear probe accuracy (%)"), ("knn", "kNN (k=20) accuracy (%)"))
@@ -361,7 +317,7 @@ def _notes(cfg: BenchConfig, data: Dataset, runs: list[Any], gaps: Mapping[str, 
         f"stratified, split seed {cfg.split_seed}), mean ± sample std over seeds "
         f"{h.seed_list(cfg)}; {cfg.epochs} epochs per run. *supervised* objectives use the train "
         "labels; the others see none. `raw input` probes the standardised input features.",
-    ]  # fmt: skip
+    ]
     for name, rows_g in gaps.items():
         notes += ["", f"Paired gap `{name}` (percentage points, mean ± std over seeds):", ""]
         for g in rows_g:
@@ -431,31 +387,46 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         if b.key in ("nt_xent", "info_nce") and dict(b.kwargs) == dict(c.kwargs)
     }
     rows = [
-        (a["objective"], "supervised" if a["supervised"] else "self-sup.", str(a["batch_size"]),
-         *(rep.pct_cell(a[m + "_mean"], a[m + "_std"], len(a["seeds"])) for m in _M),
-         *(f"{a[t + '_mean']:.1f}" for t in times))
+        (
+            a["objective"],
+            "supervised" if a["supervised"] else "self-sup.",
+            str(a["batch_size"]),
+            *(rep.pct_cell(a[m + "_mean"], a[m + "_std"], len(a["seeds"])) for m in _M),
+            *(f"{a[t + '_mean']:.1f}" for t in times),
+        )
         for a in agg
-    ]  # fmt: skip
+    ]
     raw_cells = (f"{100 * raw['linear_probe']:.1f}", f"{100 * raw['knn']:.1f}")
     rows.append(("raw input (no training)", "-", "-", *raw_cells, "-", "-"))
     config = rep.resolved_config(
-        cfg, seeds=seeds, device=device, threads=threads,
-        objectives=[s.label() for s in specs], batch_sizes=list(cfg.batch_sizes),
-        data_name=data.name, n_train=n, n_test=len(data.x_test), n_features=data.n_features,
-        n_classes=data.n_classes, views=VIEWS[data.image_shape is not None], **SETUP,
+        cfg,
+        seeds=seeds,
+        device=device,
+        threads=threads,
+        objectives=[s.label() for s in specs],
+        batch_sizes=list(cfg.batch_sizes),
+        data_name=data.name,
+        n_train=n,
+        n_test=len(data.x_test),
+        n_features=data.n_features,
+        n_classes=data.n_classes,
+        views=VIEWS[data.image_shape is not None],
+        **SETUP,
         elapsed_seconds=round(elapsed, 1),
-    )  # fmt: skip
-    notes = _notes(cfg, data, runs, gaps)
-    results = {"runs": runs, "aggregate": agg, "raw_input": raw, "gaps": gaps}
-    title = "posneg bench contrastive"
-    kw: dict[str, Any] = {"header": HEADER, "rows": rows, "notes": "\n".join(notes)}
-    report = rep.write_report(cfg.out, title=title, config=config, results=results, **kw)
-    plots = _plot(Path(cfg.out), agg, raw)
-    if not cfg.quiet:
-        rep.show(
-            title, HEADER, rows, notes[1:], report=report, elapsed=elapsed, keep_first_column=True
-        )
-    return {**results, "report": report, "plots": plots, "config": config}
+    )
+    return rep.publish(
+        cfg.out,
+        title="posneg bench contrastive",
+        config=config,
+        results={"runs": runs, "aggregate": agg, "raw_input": raw, "gaps": gaps},
+        header=HEADER,
+        rows=rows,
+        notes=_notes(cfg, data, runs, gaps),
+        plots=lambda out: _plot(out, agg, raw),
+        quiet=cfg.quiet,
+        elapsed=elapsed,
+        keep_first_column=True,
+    )
 
 
 #: `posneg bench contrastive`: one option per field of :class:`BenchConfig`.

@@ -40,6 +40,7 @@ from torch import nn
 
 from posneg.bench import _harness as h
 from posneg.bench import _report as rep
+from posneg.bench._models import MLP
 from posneg.bench._report import DemoSummary
 from posneg.data.batches import permutation_batches, sampler_batches
 from posneg.data.tabular import (
@@ -47,6 +48,7 @@ from posneg.data.tabular import (
     load_breast_cancer_imbalanced,
     load_digits_one_vs_rest,
     load_npz_imbalanced,
+    random_oversample,
 )
 
 __all__ = ["DATASETS", "DEFAULT_TECHNIQUES", "DEMO_CONFIG", "MLP", "PARSER", "TECHNIQUES"]
@@ -87,24 +89,6 @@ PARSER = h.SpecParser("--technique", "technique", tuple(TECHNIQUES), baselines=(
 DEFAULT_TECHNIQUES: tuple[str, ...] = tuple(TECHNIQUES)
 
 
-def random_oversample(
-    x: np.ndarray, y: np.ndarray, *, generator: torch.Generator | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Duplicate samples of every non-majority class, uniformly with replacement, up to the
-    majority count; the duplicates are appended after the originals."""
-    classes, counts = np.unique(y, return_counts=True)
-    top = int(counts.max())
-    xs, ys = [x], [y]
-    for c, n in zip(classes, counts, strict=True):
-        if n == top:
-            continue
-        idx = np.flatnonzero(y == c)
-        pick = torch.randint(len(idx), (top - int(n),), generator=generator).numpy()
-        xs.append(x[idx[pick]])
-        ys.append(y[idx[pick]])
-    return np.concatenate(xs), np.concatenate(ys)
-
-
 def _default_techniques() -> tuple[str, ...]:
     """Every technique whose module this installation has (all of them in a full install)."""
     return tuple(k for k in PARSER.available() if k in DEFAULT_TECHNIQUES)
@@ -132,21 +116,6 @@ def _build(
         y = np.array([0, 0, 1, 1]) if labels is None else labels
         make = lambda **kw: cls(y, batch_size, generator=generator, **kw)  # noqa: E731
     return h.build(make, spec, where)
-
-
-class MLP(nn.Module):
-    """``in_dim -> hidden -> hidden -> 1`` with ReLU: one logit per sample."""
-
-    def __init__(self, in_dim: int, *, hidden: int = 64) -> None:
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-            nn.Linear(hidden, 1),
-        )  # fmt: skip
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits (B,)."""
-        return self.net(x).squeeze(-1)
 
 
 def evaluate(logits: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -258,8 +227,7 @@ def _train_one(
     tech = TECHNIQUES[spec.key]
     where = f"{PARSER.where(spec)} on {data.name} (seed {seed})"
     gen = torch.Generator().manual_seed(seed)  # CPU draws: resampling and batch order
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
+    with h.seeded(device, seed):
         model = MLP(data.n_features, hidden=cfg.hidden).to(device)
     start = time.perf_counter()
     x_np, y_np = data.x_train, data.y_train
@@ -314,14 +282,22 @@ def _train_one(
     counts = np.bincount(np.asarray(y_np, dtype=np.int64), minlength=2).tolist()
     split = data.counts()
     return {
-        "dataset": data.name, "technique": spec.label(), "key": spec.key, "kind": tech.kind,
-        "seed": seed, **metrics, "train_counts": split["train"],
+        "dataset": data.name,
+        "technique": spec.label(),
+        "key": spec.key,
+        "kind": tech.kind,
+        "seed": seed,
+        **metrics,
+        "train_counts": split["train"],
         "trained_on_counts": counts if sampler is None else split["train"],
-        "test_counts": split["test"], "steps": steps,
-        "final_loss": losses[-1] if losses else math.nan, "epoch_losses": losses,
-        "finite": finite, "resample_seconds": round(resample_s, 4),
+        "test_counts": split["test"],
+        "steps": steps,
+        "final_loss": losses[-1] if losses else math.nan,
+        "epoch_losses": losses,
+        "finite": finite,
+        "resample_seconds": round(resample_s, 4),
         "train_seconds": round(train_s, 3),
-    }  # fmt: skip
+    }
 
 
 METRICS: tuple[tuple[str, str], ...] = (
@@ -351,7 +327,7 @@ def _plot(out: Path, agg: Sequence[Mapping[str, Any]]) -> Path:
 def _warm_up(device: torch.device) -> None:
     """One optimiser step on a throwaway model, so that torch's one-off start-up costs (the
     optimiser imports, first kernels) are not charged to the first run's timing."""
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with h.seeded(device):
         model = MLP(2, hidden=2).to(device)
     opt = torch.optim.Adam(model.parameters(), fused=True)
     model(torch.zeros(2, 2, device=device)).sum().backward()
@@ -437,22 +413,30 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         for a in agg
     ]
     config = rep.resolved_config(
-        cfg, seeds=seeds, device=device, threads=threads, techniques=labels, datasets=names,
+        cfg,
+        seeds=seeds,
+        device=device,
+        threads=threads,
+        techniques=labels,
+        datasets=names,
         splits=splits,
         model=f"MLP F-{cfg.hidden}-{cfg.hidden}-1 (ReLU), Adam; BCE unless the technique is a loss",
         steps_per_run="epochs * ceil(N_train / batch_size), the same for every technique",
         threshold="sigmoid(logit) > 0.5 for F1 and balanced accuracy",
         elapsed_seconds=round(elapsed, 1),
-    )  # fmt: skip
-    notes = _notes(cfg, runs, comparisons)
-    results = {"runs": runs, "aggregate": agg, "comparisons": comparisons}
-    title = "posneg bench imbalance"
-    kw: dict[str, Any] = {"header": header, "rows": rows, "notes": "\n".join(notes)}
-    report = rep.write_report(cfg.out, title=title, config=config, results=results, **kw)
-    plots = [_plot(Path(cfg.out), agg)]
-    if not cfg.quiet:
-        rep.show(title, header, rows, notes[1:], report=report, elapsed=elapsed)
-    return {**results, "report": report, "plots": plots, "config": config}
+    )
+    return rep.publish(
+        cfg.out,
+        title="posneg bench imbalance",
+        config=config,
+        results={"runs": runs, "aggregate": agg, "comparisons": comparisons},
+        header=header,
+        rows=rows,
+        notes=_notes(cfg, runs, comparisons),
+        plots=lambda out: [_plot(out, agg)],
+        quiet=cfg.quiet,
+        elapsed=elapsed,
+    )
 
 
 def _finish(values: dict[str, Any]) -> dict[str, Any]:

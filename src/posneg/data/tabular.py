@@ -7,6 +7,8 @@
   digit against the rest, the digit subsampled to ``minority_fraction`` of the training split.
 - :func:`load_npz_imbalanced`: a user's ``.npz`` (``X`` (N, F), ``y`` (N,)), read without pickle;
   the rarest class is the positive one, the others are negative; no subsampling.
+- :func:`random_oversample`: the plain rebalancing baseline, minority samples duplicated
+  uniformly with replacement up to the majority count.
 
 Every task is split first, stratified, into train and test (:func:`posneg.data.stratified_split`),
 and only then is the minority subsampled, in the training split alone: the test split is
@@ -30,6 +32,7 @@ __all__ = [
     "load_breast_cancer_imbalanced",
     "load_digits_one_vs_rest",
     "load_npz_imbalanced",
+    "random_oversample",
     "subsample_class",
 ]
 
@@ -108,6 +111,43 @@ def subsample_class(
     gen = torch.Generator().manual_seed(int(seed))
     chosen = members[torch.randperm(len(members), generator=gen).numpy()[:keep]]
     return np.sort(np.concatenate([others, chosen])).astype(np.int64)
+
+
+def random_oversample(
+    x: np.ndarray, y: np.ndarray, *, generator: torch.Generator | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Duplicate samples of every non-majority class up to the majority count.
+
+    The duplicates are drawn uniformly with replacement (imbalanced-learn's
+    ``RandomOverSampler``), class by class in sorted label order, and appended after the
+    originals.
+
+    Args:
+        x: (N, ...) samples.
+        y: (N,) labels.
+        generator: the draws' generator (torch's global one when ``None``).
+
+    Returns:
+        ``(x, y)`` resampled: the originals first, then the duplicates.
+
+    Raises:
+        ValueError: ``x`` and ``y`` of different lengths, or ``y`` not one-dimensional.
+    """
+    if np.ndim(y) != 1 or len(x) != len(y):
+        raise ValueError(
+            f"random_oversample: y must be (N,) with N = len(x) = {len(x)}; got shape {np.shape(y)}"
+        )
+    classes, counts = np.unique(y, return_counts=True)
+    top = int(counts.max())
+    xs, ys = [x], [y]
+    for c, n in zip(classes, counts, strict=True):
+        if n == top:
+            continue
+        idx = np.flatnonzero(y == c)
+        pick = torch.randint(len(idx), (top - int(n),), generator=generator).numpy()
+        xs.append(x[idx[pick]])
+        ys.append(y[idx[pick]])
+    return np.concatenate(xs), np.concatenate(ys)
 
 
 def _finish(
