@@ -13,7 +13,7 @@ import torch
 
 from cli_helpers import assert_one_line_error, run_main
 from posneg.bench import contrastive
-from posneg.bench._common import UsageError
+from posneg.bench._harness import UsageError
 from posneg.bench.contrastive import BenchConfig, run
 from posneg.data import load_digits
 

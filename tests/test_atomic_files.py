@@ -1,4 +1,8 @@
-"""Atomic file writes shared by every bench and by ``posneg mine`` (``posneg.bench._common``)."""
+"""Atomic file writes shared by every bench and by ``posneg mine`` (:mod:`posneg._io`).
+
+What tests/test_io.py does not already cover: permissions equal to an ordinary ``open()``,
+an interrupt inside the block, and a target that changes only when the block ends.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from posneg.bench._common import atomic_target, atomic_write_bytes, atomic_write_text
+from posneg._io import atomic_target, atomic_write_bytes, atomic_write_text
 
 
 def _umask() -> int:
