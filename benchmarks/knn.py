@@ -2,11 +2,13 @@
 
 Two sections, run in this process on the same inputs:
 
-- ``speed``: the two exact users of :mod:`posneg._knn`, each the median of ``--reps`` calls
-  after one warm-up: the over-samplers' squared-L2 search
+- ``speed``: the two exact users of :mod:`posneg._knn`, median and minimum of ``--reps`` calls
+  after one warm-up, all cases alternated call by call: the over-samplers' squared-L2 search
   (``posneg.oversampling._neighbors.kneighbors``, every row a query, itself excluded; default
   N=20000, D=32, k=5, Gaussian) and mining's inner-product ``ExactIndex.search`` (default
-  20000 queries x 20000 rows, D=64, k=100, Gaussian).
+  20000 queries x 20000 rows, D=64, k=100, Gaussian). ``--baseline SRC`` also loads those two
+  files from an older source tree (e.g. ``git archive <commit> src | tar -x -C /tmp/old``) and
+  times them alternately with the current ones, after checking that their results are equal.
 - ``ivf``: approximate L2 search at matched recall. faiss ``IndexIVFFlat`` (nlist =
   round(sqrt(N)), faiss' k-means) over an ``nprobe`` sweep, and posneg's ``knn="approx"`` over
   an ``n_probe`` sweep (before issue 10 a home-made IVF; since, faiss ``IndexIVFFlat``), each
@@ -17,7 +19,7 @@ Two sections, run in this process on the same inputs:
 Examples::
 
     python benchmarks/knn.py                       # both sections
-    python benchmarks/knn.py --section speed --reps 3
+    python benchmarks/knn.py --section speed --reps 5 --baseline /tmp/old/src
     python benchmarks/knn.py --section ivf --probes 1,2,4,8,16,32
 
 Timings are wall-clock seconds; ``--threads`` sets torch's and faiss' thread counts.
@@ -26,6 +28,7 @@ Timings are wall-clock seconds; ``--threads`` sets torch's and faiss' thread cou
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import statistics
@@ -81,24 +84,65 @@ def timed(fn: Callable[[], Any], reps: int) -> tuple[float, Any]:
     return statistics.median(times), out
 
 
+def _load_file(name: str, path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"--baseline: cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def section_speed(args: argparse.Namespace) -> None:
-    """Exact L2 kneighbors and exact inner-product ExactIndex.search."""
+    """Exact L2 kneighbors and exact inner-product ExactIndex.search (optionally beside a
+    baseline source tree's, alternated call by call in this process)."""
     from posneg.mining.index import ExactIndex
     from posneg.oversampling._neighbors import kneighbors
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(args.n, args.d, generator=g, dtype=torch.float64)
-    t, _ = timed(lambda: kneighbors(x, args.k), args.reps)
-    print(f"| kneighbors exact L2, N={args.n}, D={args.d}, k={args.k}, float64 | {t:.3f} s |")
     docs = torch.randn(args.docs, args.dim, generator=g)
     queries = torch.randn(args.queries, args.dim, generator=g)
     index = ExactIndex(metric="ip")
     index.add(docs)
-    t, _ = timed(lambda: index.search(queries, args.topk), args.reps)
-    print(
-        f"| ExactIndex.search ip, {args.queries} x {args.docs}, D={args.dim}, k={args.topk}, "
-        f"float32 | {t:.3f} s |"
-    )
+    cases: dict[str, Callable[[], Any]] = {
+        "kneighbors": lambda: kneighbors(x, args.k),
+        "search": lambda: index.search(queries, args.topk),
+    }
+    if args.baseline is not None:
+        root = Path(args.baseline) / "posneg"
+        old_nb = _load_file("_baseline_neighbors", root / "oversampling" / "_neighbors.py")
+        old_ix = _load_file("_baseline_index", root / "mining" / "index.py")
+        old_index = old_ix.ExactIndex(metric="ip")
+        old_index.add(docs)
+        cases["kneighbors (baseline)"] = lambda: old_nb.kneighbors(x, args.k)
+        cases["search (baseline)"] = lambda: old_index.search(queries, args.topk)
+        same_nn = torch.equal(cases["kneighbors"](), cases["kneighbors (baseline)"]())
+        new_s, old_s = cases["search"](), cases["search (baseline)"]()
+        same_ix = torch.equal(new_s[0], old_s[0]) and torch.equal(new_s[1], old_s[1])
+        print(f"- identical results to the baseline: kneighbors {same_nn}, search {same_ix}")
+    order = sorted(cases, key=lambda name: (name.split()[0] != "kneighbors", name))
+    times: dict[str, list[float]] = {name: [] for name in order}
+    for fn in cases.values():  # warm-up
+        fn()
+    for rep in range(args.reps):  # alternated, so that load changes hit every case alike
+        for name in order if rep % 2 == 0 else order[::-1]:
+            fn = cases[name]
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    print("| search | median s | min s |")
+    print("|---|---:|---:|")
+    for name, ts in times.items():
+        what = (
+            f"kneighbors exact L2, N={args.n}, D={args.d}, k={args.k}, float64"
+            if name.startswith("kneighbors")
+            else f"ExactIndex.search ip, {args.queries} x {args.docs}, D={args.dim}, "
+            f"k={args.topk}, float32"
+        )
+        tag = " (baseline)" if name.endswith("(baseline)") else ""
+        print(f"| {what}{tag} | {statistics.median(ts):.3f} | {min(ts):.3f} |")
 
 
 def _digits() -> np.ndarray:
@@ -178,6 +222,12 @@ def main() -> None:
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--topk", type=int, default=100)
     p.add_argument("--probes", default="1,2,4,8,16,32")
+    p.add_argument(
+        "--baseline",
+        default=None,
+        help="a source tree (the src/ folder of an older checkout) whose kneighbors and "
+        "ExactIndex are timed beside the installed ones",
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     try:

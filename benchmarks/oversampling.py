@@ -10,8 +10,9 @@ Methods:
 - ``imblearn``: ``imblearn.over_sampling.SMOTE(k_neighbors=5).fit_resample`` (numpy).
 - ``exact``: ``posneg.oversampling.SMOTE(k_neighbors=5).fit_resample`` (numpy in, numpy out;
   certified exact neighbours).
-- ``approx-P``: the same with ``knn="approx", n_probe=P``; its neighbour recall against the exact
-  neighbours of the minority class is measured in the same subprocess, after the timed call.
+- ``approx-P``: the same with ``knn="approx", n_probe=P`` (faiss ``IndexIVFFlat``, needs
+  faiss-cpu); its neighbour recall against the exact neighbours of the minority class is measured
+  in the same subprocess, after the timed call. (``benchmarks/knn.py`` compares the IVF alone.)
 - ``faiss`` (``--faiss``): ``knn="faiss"`` (faiss ``IndexFlatL2``), needs faiss-cpu.
 
 GPU section (only where CUDA is available): posneg SMOTE on a 100k x 32 minority class on the GPU,
@@ -208,7 +209,7 @@ def gpu_section(args: argparse.Namespace) -> list[str]:
          timed(lambda: smote.fit_resample(X, y, generator=g))),
         ("posneg exact kNN alone", timed(lambda: kneighbors(Xm, k))),
         ("torch.cdist + topk kNN (chunks of 8192)", timed(cdist_topk)),
-        ("posneg SMOTE knn='approx' (n_probe=4)",
+        ("posneg SMOTE knn='approx' (faiss IVF on the CPU, n_probe=4)",
          timed(lambda: SMOTE(k_neighbors=k, knn="approx", n_probe=4).fit_resample(
              X, y, generator=g))),
     ]  # fmt: skip
