@@ -35,6 +35,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -191,20 +192,19 @@ def section_ivf(args: argparse.Namespace) -> None:
         exact = kneighbors(xt, args.k).numpy()
         n_lists = max(1, round(float(np.sqrt(x.shape[0]))))
         for p in probes:
-            t, found = timed(lambda p=p, x=x: _faiss_ivf(x, args.k, p), args.reps)
+            t, found = timed(partial(_faiss_ivf, x, args.k, p), args.reps)
             print(f"| {name} | faiss IndexIVFFlat | {p} | {_recall(found, exact):.3f} | {t:.3f} |")
         for p in probes:
-            t, found_t = timed(
-                lambda p=p, xt=xt, n_lists=n_lists: kneighbors(
-                    xt,
-                    args.k,
-                    method="approx",
-                    n_lists=n_lists,
-                    n_probe=p,
-                    generator=torch.Generator(),
-                ),
-                args.reps,
+            call = partial(
+                kneighbors,
+                xt,
+                args.k,
+                method="approx",
+                n_lists=n_lists,
+                n_probe=p,
+                generator=torch.Generator(),
             )
+            t, found_t = timed(call, args.reps)
             rec = _recall(found_t.numpy(), exact)
             print(f"| {name} | posneg knn='approx' | {p} | {rec:.3f} | {t:.3f} |")
 
