@@ -103,9 +103,10 @@ class SMOTE:
     Neighbours (``knn``): ``"exact"`` (default) is a certified exact search on the input's
     device, by GEMM tiles with a float32 filter and float64 refinement, never holding more than
     one tile of distances; its neighbour sets equal ``sklearn.neighbors.NearestNeighbors``'s on
-    data without distance ties. ``"approx"`` is an inverted-file search (k-means lists,
-    ``n_probe`` lists per query; faster, recall below 1). ``"faiss"`` uses faiss's exact
-    ``IndexFlatL2`` on the CPU (``pip install faiss-cpu``).
+    data without distance ties. ``"approx"`` is faiss's inverted-file ``IndexIVFFlat`` (k-means
+    lists, ``n_probe`` lists per query; faster, recall below 1; nothing is drawn from
+    ``generator``; small inputs are searched exactly). ``"faiss"`` uses faiss's exact
+    ``IndexFlatL2`` on the CPU. Both need ``pip install 'posneg[faiss]'``.
 
     Args:
         sampling_strategy: which classes to grow and to what size, in every form
