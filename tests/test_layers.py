@@ -223,3 +223,13 @@ def test_library_functions_take_at_most_12_parameters_or_say_why() -> None:
     assert not unexplained, f"library functions over 12 parameters: {unexplained}"
     stale = WIDE_ON_PURPOSE - set(wide)
     assert not stale, f"no longer wide, drop from WIDE_ON_PURPOSE: {stale}"
+
+
+def test_every_bench_file_keeps_to_its_recipe_size() -> None:
+    """A family's bench is only its recipe: no file in ``posneg.bench`` over 500 lines."""
+    sizes = {
+        path.name: len(path.read_text(encoding="utf-8").splitlines())
+        for path in sorted((PACKAGE / "bench").glob("*.py"))
+    }
+    assert {"contrastive.py", "mixing.py", "imbalance.py", "retrieval.py"} <= set(sizes)
+    assert not {name: n for name, n in sizes.items() if n > 500}
