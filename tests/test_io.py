@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from posneg import _io, _progress
+from posneg import _io, _npz, _progress
 from posneg._io import InputError
 
 # ---------------------------------------------------------------------------------------------
@@ -128,7 +128,7 @@ def test_parquet_records_and_missing_column(tmp_path: Path) -> None:
 def test_read_npz_reads_named_arrays(tmp_path: Path) -> None:
     p = tmp_path / "d.npz"
     np.savez(p, X=np.ones((3, 2)), y=np.arange(3), extra=np.zeros(1))
-    arrays = _io.read_npz(p, ("X", "y"), fn="load")
+    arrays = _npz.read_npz(p, ("X", "y"), fn="load")
     assert sorted(arrays) == ["X", "y"]
     np.testing.assert_array_equal(arrays["y"], np.arange(3))
 
@@ -137,24 +137,24 @@ def test_read_npz_refuses_object_arrays_and_names_missing_ones(tmp_path: Path) -
     p = tmp_path / "obj.npz"
     np.savez(p, X=np.array([{"a": 1}], dtype=object), y=np.arange(1))
     with pytest.raises(ValueError, match=r"load: cannot read .* as \.npz"):
-        _io.read_npz(p, ("X", "y"), fn="load")
+        _npz.read_npz(p, ("X", "y"), fn="load")
     q = tmp_path / "x.npz"
     np.savez(q, X=np.ones(2))
     with pytest.raises(ValueError, match=r"load: .* must hold arrays 'X' and 'y'; missing 'y'"):
-        _io.read_npz(q, ("X", "y"), fn="load")
+        _npz.read_npz(q, ("X", "y"), fn="load")
     npy = tmp_path / "a.npy"
     np.save(npy, np.ones(2))
     with pytest.raises(ValueError, match=r"single \.npy array"):
-        _io.read_npz(npy, ("X", "y"), fn="load")
+        _npz.read_npz(npy, ("X", "y"), fn="load")
     with pytest.raises(FileNotFoundError, match="load: no such file"):
-        _io.read_npz(tmp_path / "none.npz", ("X",), fn="load")
+        _npz.read_npz(tmp_path / "none.npz", ("X",), fn="load")
 
 
 def test_integer_labels() -> None:
-    assert _io.integer_labels(np.array([1.0, 2.0]), fn="f").dtype == np.int64
-    assert _io.integer_labels(np.array([True, False]), fn="f").tolist() == [1, 0]
+    assert _npz.integer_labels(np.array([1.0, 2.0]), fn="f").dtype == np.int64
+    assert _npz.integer_labels(np.array([True, False]), fn="f").tolist() == [1, 0]
     with pytest.raises(ValueError, match="f: y must hold integer class labels; got dtype float64"):
-        _io.integer_labels(np.array([0.5]), fn="f")
+        _npz.integer_labels(np.array([0.5]), fn="f")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 The digits (1797 images of 8x8 pixels, 10 classes, values 0-16) ship inside scikit-learn, so no
 download is ever needed. A user file is an ``.npz`` holding ``X`` (N, F) floats and ``y`` (N,)
-integer labels; it is read by :func:`posneg._io.read_npz` (``allow_pickle=False``), so it can
+integer labels; it is read by :func:`posneg._npz.read_npz` (``allow_pickle=False``), so it can
 never run code.
 
 The split into train and test is stratified and deterministic under a seed: each class is
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from posneg._io import integer_labels, read_npz
+from posneg._npz import integer_labels, read_npz
 
 __all__ = [
     "Dataset",

@@ -4,7 +4,7 @@
   (N, 1, size, size) images, upsampled bilinearly (32x32 by default, so that boxes, Fourier masks
   and pasted patches of the mixing techniques are meaningful).
 - :func:`load_image_npz`: a user's ``.npz`` with images ``X`` (N, C, H, W) or (N, H, W) and
-  labels ``y`` (N,), read by :func:`posneg._io.read_npz` (``allow_pickle=False``: nothing is
+  labels ``y`` (N,), read by :func:`posneg._npz.read_npz` (``allow_pickle=False``: nothing is
   ever unpickled).
 
 Both split with :func:`posneg.data.stratified_split` (the digits get the same split as
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from posneg._io import integer_labels, read_npz
+from posneg._npz import integer_labels, read_npz
 from posneg.data.digits import MIN_SAMPLES, _encode_labels, stratified_split
 
 __all__ = ["ImageData", "load_image_digits", "load_image_npz"]
