@@ -1,4 +1,4 @@
-"""Files in and out, for every family: atomic writes, JSON Lines and Parquet records, ``.npz``.
+"""Files in and out, for every family: atomic writes, JSON Lines and Parquet records.
 
 - **Atomic writes.** :func:`atomic_target` hands out a temporary path in the target's folder and
   renames it over the target only when the block succeeds; on any failure (``KeyboardInterrupt``
