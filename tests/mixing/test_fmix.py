@@ -2,7 +2,10 @@
 
 No installed package implements FMix; the references are numpy transcriptions of the card's
 steps (``np.fft.irfftn`` of the 1/f^delta complex spectrum, the official ``binarise_mask`` with
-its linspace ramp) and naive loops of the mixing equation, in float64.
+its linspace ramp), of the official ``make_low_freq_image`` as written (ecs-vlc/FMix ``fmix.py``
+at commit e5991dca018882734c8ea63599f10dfbe67fa0ae; the transcription below was checked to give
+bit-identical images to that file under the same ``np.random`` seed for 1-D, 2-D and 3-D shapes
+and decay powers 1 to 100), and naive loops of the mixing equation, in float64.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from posneg.mixing import (
     low_frequency_images,
     sample_fmix_params,
 )
-from posneg.mixing.fmix import _raw_images, _top_n
+from posneg.mixing.fmix import _freqs, _raw_images, _spectrum_scale, _top_n
 
 SIZES = [(40,), (12, 17), (6, 7, 5)]
 
@@ -64,6 +67,37 @@ def naive_binarise(grey: np.ndarray, lam: float, coin: float, max_soft: float) -
 
 def _freq_shape(size: tuple[int, ...]) -> tuple[int, ...]:
     return (*size[:-1], size[-1] // 2 + 1)
+
+
+def official_freqs(shape: tuple[int, ...]) -> np.ndarray:
+    """The official ``fftfreqnd(*shape)``: |f| with ``fftfreq(h)`` on the first axis, the first
+    ``w // 2 + 1`` (``+ 2`` for odd w) entries of ``fftfreq(w)`` on the last one and, for 3-D
+    shapes, ``fftfreq(z)`` on the middle axis (grid shape (h, z, w // 2 + 1))."""
+    fy: np.ndarray = np.fft.fftfreq(shape[0])
+    fx: np.ndarray | float = 0.0
+    fz: np.ndarray | float = 0.0
+    if len(shape) >= 2:
+        w = shape[1]
+        fy = fy[:, None]
+        fx = np.fft.fftfreq(w)[: w // 2 + (2 if w % 2 else 1)]
+    if len(shape) == 3:
+        fy = fy[:, None]
+        fz = np.fft.fftfreq(shape[2])[:, None]
+    return np.asarray(np.sqrt(fx * fx + fy * fy + fz * fz))
+
+
+def official_low_freq_image(decay: float, shape: tuple[int, ...], param: np.ndarray) -> np.ndarray:
+    """The official ``make_low_freq_image(decay, shape)`` in float64, with its Gaussian draws
+    ``param`` (1, *official_freqs(shape).shape, 2) given: ``get_spectrum``'s scale
+    ``1 / max(f, 1 / max(shape))^decay`` times the draws, then the complex spectrum
+    ``spectrum[:, 0] + 1j * spectrum[:, 1]`` (rows 0 and 1 of the first frequency axis),
+    ``irfftn`` to ``shape`` over the last ``len(shape)`` axes, min-max normalised."""
+    scale = 1.0 / np.maximum(official_freqs(shape), 1.0 / max(shape)) ** decay
+    spectrum = scale[None, ..., None] * param
+    axes = tuple(range(-len(shape), 0))  # what numpy does with s and no axes
+    grey = np.real(np.fft.irfftn(spectrum[:, 0] + 1j * spectrum[:, 1], shape, axes=axes))
+    grey = grey - grey.min()
+    return np.asarray(grey / grey.max())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,6 +205,114 @@ def test_apply_matches_naive_loop(per_sample: bool) -> None:
             want[int(y[i])] += lam
             want[int(y[j])] += 1 - lam
             torch.testing.assert_close(out.targets[i], want)
+
+
+@pytest.mark.parametrize("shape", [(40,), (41,), (12, 16), (12, 17), (6, 6, 6), (224, 224)])
+@pytest.mark.parametrize("delta", [1.0, 3.0, 17.0, 50.0, 100.0])
+def test_spectrum_scale_is_the_officials_up_to_a_constant(
+    shape: tuple[int, ...], delta: float
+) -> None:
+    """On the real-FFT grid posneg's scale is the official ``get_spectrum`` scale (float64) up to
+    one positive constant, at every decay power up to 100 (the official float64 scale is finite
+    there); entries below float32's range relative to the peak may underflow to 0."""
+    off = 1.0 / np.maximum(official_freqs(shape), 1.0 / max(shape)) ** delta
+    # the official grid restricted to the bins irfftn reads: rfft bins of the last axis (a 3-D
+    # cube's grid (h, z, w') is (h, w, w') there)
+    if len(shape) == 1:
+        off = off[: shape[0] // 2 + 1]
+    else:
+        off = off[..., : shape[-1] // 2 + 1]
+    got = _spectrum_scale(_freqs(shape, torch.device("cpu")), shape, delta).double().numpy()
+    assert got.shape == off.shape and np.isfinite(got).all() and float(got.max()) > 0
+    rel_off, rel_got = off / off.max(), got / got.max()
+    big = rel_off > 1e-30
+    np.testing.assert_allclose(rel_got[big], rel_off[big], rtol=1e-6)
+    assert bool((rel_got[~big] <= 1e-30).all())
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("delta", [17.0, 50.0, 100.0])
+def test_large_decay_power_matches_float64_card(size: tuple[int, ...], delta: float) -> None:
+    """The grey images at large decay powers equal the card's float64 computation."""
+    grey = low_frequency_images(
+        5, size, decay_power=delta, generator=torch.Generator().manual_seed(0)
+    )
+    parts = torch.randn((5, *_freq_shape(size), 2), generator=torch.Generator().manual_seed(0))
+    np.testing.assert_allclose(grey.numpy(), naive_grey(parts, size, delta), atol=1e-4)
+
+
+@pytest.mark.parametrize("size", [(224,), (224, 224), (24, 24, 24), (17, 9, 5)])
+@pytest.mark.parametrize("delta", [17.0, 20.0, 60.0, 100.0])
+def test_large_decay_power_gives_finite_random_masks(size: tuple[int, ...], delta: float) -> None:
+    """At decay powers where the card's float32 scale overflowed (17 on 224 x 224 gave NaN
+    images, 20 a bincount error, soft edges a fixed band), images are finite in [0, 1], hard
+    masks keep exactly ceil|floor(lam N) pixels and soft masks still differ from seed to seed."""
+    n = 4
+    grey = low_frequency_images(
+        n, size, decay_power=delta, generator=torch.Generator().manual_seed(1)
+    )
+    flat = grey.reshape(n, -1)
+    assert bool(torch.isfinite(grey).all())
+    assert bool((flat.amin(1) == 0).all()) and bool((flat.amax(1) == 1).all())
+    lam = torch.tensor([0.1, 0.35, 0.5, 0.9])
+    hard = fmix_masks(lam, size, decay_power=delta, generator=torch.Generator().manual_seed(2))
+    npix = math.prod(size)
+    err = (hard.reshape(n, -1).double().mean(1) - lam.double()).abs()
+    assert bool((err <= 1.0 / npix + 1e-7).all())
+    soft = [
+        fmix_masks(
+            lam, size, decay_power=delta, max_soft=0.1, generator=torch.Generator().manual_seed(s)
+        )
+        for s in (3, 4)
+    ]
+    for m in soft:
+        assert bool(torch.isfinite(m).all())
+        merr = (m.reshape(n, -1).double().mean(1) - lam.double()).abs()
+        assert bool((merr <= 1.0 / npix + 1e-6).all())
+    assert not torch.equal(soft[0], soft[1])
+
+
+@pytest.mark.parametrize("shape", [(40,), (41,), (16, 16), (12, 17), (6, 6, 6), (5, 7, 4)])
+@pytest.mark.parametrize("delta", [1.0, 3.0, 17.0, 100.0])
+def test_official_make_low_freq_image_as_transcribed(shape: tuple[int, ...], delta: float) -> None:
+    """The official function, as written: finite in float64 up to decay power 100 on 1-D, 2-D
+    and 3-D shapes, and built from rows 0 and 1 of its frequency grid, so its images hold only
+    frequencies 0 and 1 along the last axis (a 1-D image is one sinusoid of period L)."""
+    rng = np.random.default_rng(0)
+    param = rng.standard_normal((1, *official_freqs(shape).shape, 2))
+    grey = official_low_freq_image(delta, shape, param)
+    assert grey.shape == (1, *shape) and np.isfinite(grey).all()
+    assert grey.min() == 0 and grey.max() == 1
+    power = np.abs(np.fft.rfft(grey - grey.mean(), axis=-1)) ** 2
+    assert power[..., 2:].sum() <= 1e-20 * power.sum()
+
+
+def test_deliberate_difference_card_spectrum_is_isotropic() -> None:
+    """posneg follows the card (a complex Gaussian on the whole grid): unlike the official
+    image, its images have power beyond frequency 1 along the last axis, about as much as along
+    the first axis."""
+    shape = (32, 32)
+    grey = low_frequency_images(
+        64, shape, decay_power=3.0, generator=torch.Generator().manual_seed(0)
+    ).double()
+    grey = (grey - grey.mean((1, 2), keepdim=True)).numpy()
+    last = (np.abs(np.fft.rfft(grey, axis=2)) ** 2).mean((0, 1))  # power per bin, last axis
+    first = (np.abs(np.fft.rfft(grey, axis=1)) ** 2).mean((0, 2))  # the same along the first
+    assert last[2:].sum() > 1e-3 * last.sum()
+    np.testing.assert_allclose(last[1:6] / last[1], first[1:6] / first[1], rtol=0.3)
+    rng = np.random.default_rng(0)
+    off = np.stack(
+        [
+            official_low_freq_image(
+                3.0, shape, rng.standard_normal((1, *official_freqs(shape).shape, 2))
+            )[0]
+            for _ in range(64)
+        ]
+    )
+    off_last = (np.abs(np.fft.rfft(off - off.mean((1, 2), keepdims=True), axis=2)) ** 2).mean(
+        (0, 1)
+    )
+    assert off_last[2:].sum() <= 1e-20 * off_last.sum()
 
 
 # ---------------------------------------------------------------------------------------------

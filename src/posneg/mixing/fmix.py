@@ -68,6 +68,32 @@ def _freqs(size: tuple[int, ...], device: torch.device) -> torch.Tensor:
     return torch.stack(grids).pow(2).sum(0).sqrt()
 
 
+#: Largest ``log2`` of the spectrum scale computed as ``1 / max(f, f_min)^delta`` (the card's
+#: form); above it the scale is divided by its maximum ``max(size)^delta`` (see
+#: :func:`_spectrum_scale`). 2^64 times a Gaussian draw summed over a few million pixels stays far
+#: inside float32's range (about 2^128).
+_SCALE_LOG2_MAX = 64.0
+
+
+def _spectrum_scale(f: torch.Tensor, size: tuple[int, ...], decay_power: float) -> torch.Tensor:
+    """The float32 spectrum scale ``1 / max(f, 1 / max(size))^decay_power``, up to a constant.
+
+    The card's scale peaks at ``max(size)^decay_power``, which passes float32's maximum (about
+    3.4e38) at ``decay_power = 17`` for 224 x 224 and float64's at about 131: the grey images
+    became NaN. Up to ``2^64`` (:data:`_SCALE_LOG2_MAX`) the scale is the card's expression
+    as written (so masks drawn at the usual decay powers are unchanged bit for bit); above it,
+    it is computed divided by its peak, ``(f_min / max(f, f_min))^decay_power`` in float64,
+    which lies in [0, 1] for any decay power (high frequencies underflow to 0, far below
+    float32 rounding of the low ones). A positive constant factor on the whole spectrum scales
+    the grey image by the same constant: the min-max normalised image and the top-n selection
+    are the same up to rounding.
+    """
+    f_min = 1.0 / max(size)
+    if decay_power * math.log2(max(size)) <= _SCALE_LOG2_MAX:
+        return (1.0 / torch.clamp(f, min=f_min) ** decay_power).to(torch.float32)
+    return (f_min / torch.clamp(f, min=f_min)).pow(decay_power).to(torch.float32)
+
+
 #: Spectrum values (float32 pairs) drawn and transformed per block of masks on the CPU (2 Mi:
 #: 8 MB, e.g. 41 masks of 224 x 224). Blocks stay in cache and reuse one buffer, which took the
 #: B = 256, 224 x 224 mask build from about 0.66 s to 0.28 s on 2 cores; on CUDA all masks are
@@ -90,10 +116,20 @@ def low_frequency_images(
     ``a, b ~ N(0, 1)``, scaled by ``1 / max(f, 1 / max(size))^decay_power``; an inverse real FFT
     to ``size``; min-max normalised to [0, 1] per image.
 
-    The official code (ecs-vlc/FMix ``make_low_freq_image``) reshapes its ``(..., 2)`` parameter
-    array so that the real and imaginary draws interleave along the last axis and are used as a
-    *real* spectrum; the effective frequency along that axis is then about halved. This follows
-    the paper and the card (a complex spectrum), so masks are isotropic.
+    The scale is computed stably (:func:`_spectrum_scale`): any finite ``decay_power > 0``
+    gives finite images (the card's expression overflows float32 at ``decay_power = 17`` on
+    224 x 224).
+
+    Deliberate difference from the official code (ecs-vlc/FMix ``fmix.py``, commit e5991dc,
+    ``make_low_freq_image``): it draws a parameter array of shape ``(1, *freqs, 2)`` and builds
+    its complex spectrum as ``spectrum[:, 0] + 1j * spectrum[:, 1]``, which indexes the *first
+    frequency axis*, not the trailing pair: the real parts are the first row of the scaled draws
+    (``fy = 0``), the imaginary parts the second row (``fy = 1/h``), and the trailing pair becomes
+    the last spatial axis of ``irfftn``. Its images therefore hold only frequencies 0 and 1
+    along the last axis (a 1-D mask is one sinusoid of period L), and its 3-D frequency grid is
+    ordered (h, z, w). This follows the paper and the card (a complex Gaussian on the full
+    grid), so masks are isotropic; ``tests/mixing/test_fmix.py`` transcribes the official
+    function and tests both.
 
     Returns:
         (n, *size) float32 on ``device``, values in [0, 1].
@@ -124,7 +160,7 @@ def _raw_blocks(
     next block is produced.
     """
     f = _freqs(size, device)
-    scale = (1.0 / torch.clamp(f, min=1.0 / max(size)) ** decay_power).to(torch.float32)
+    scale = _spectrum_scale(f, size, decay_power)
     per_image = 2 * f.numel()
     rows = max(1, n if device.type != "cpu" else min(n, _CPU_BLOCK_VALUES // per_image))
     buf = torch.empty((rows, *f.shape, 2), device=device, dtype=torch.float32)
