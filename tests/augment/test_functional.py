@@ -328,6 +328,25 @@ def test_shape_dtype_kept(b: int, c: int, h: int, w: int, dtype: torch.dtype) ->
 # ---------------------------------------------------------------------------------------------
 
 
+def test_contrast_grey_mean_for_any_channel_count() -> None:
+    """``grey="mean"`` blends with the mean over all channels and pixels (rounded on uint8 as
+    Pillow rounds its grey level); for one channel it is Pillow's contrast."""
+    g = torch.Generator().manual_seed(0)
+    for c in (1, 2, 4):
+        x = torch.randint(0, 256, (3, c, 6, 7), generator=g, dtype=torch.uint8)
+        f = torch.tensor([0.0, 0.5, 1.7])
+        mean = torch.floor(x.double().mean(dim=(1, 2, 3), keepdim=True) + 0.5)
+        want = (mean + f.double().view(-1, 1, 1, 1) * (x.double() - mean)).round().clamp(0, 255)
+        got = AF.contrast(x, f, grey="mean")
+        assert (got.double() - want).abs().max() <= 1
+        xf = x.double() / 255
+        mf = xf.mean(dim=(1, 2, 3), keepdim=True)
+        want_f = (mf + f.double().view(-1, 1, 1, 1) * (xf - mf)).clamp(0, 1)
+        torch.testing.assert_close(AF.contrast(xf, f, grey="mean"), want_f)
+        if c == 1:
+            assert torch.equal(got, AF.contrast(x, f))
+
+
 def test_errors() -> None:
     with pytest.raises(
         ValueError, match=r"rotate: x must have shape \(B, C, H, W\); got \(3, 120, 160\)"
@@ -353,6 +372,10 @@ def test_errors() -> None:
         AF.shear_x(X, "0.1")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="color: x must have 1 or 3 channels; got C=4"):
         AF.color(torch.zeros(1, 4, 5, 5), 0.5)
+    with pytest.raises(ValueError, match="contrast: x must have 1 or 3 channels; got C=4"):
+        AF.contrast(torch.zeros(1, 4, 5, 5), 0.5)
+    with pytest.raises(ValueError, match="contrast: grey must be 'luma' or 'mean'; got 'max'"):
+        AF.contrast(X, 0.5, grey="max")
     with pytest.raises(ValueError, match="affine: fill must have 1 or C=3 values; got 2"):
         AF.translate_x(X, 1.0, fill=[1.0, 2.0])
     with pytest.raises(ValueError, match="affine: interpolation must be one of"):

@@ -31,9 +31,15 @@ Formulas (image in [0, 1], clipped after each corruption), following the officia
   repeated), angle ``t ~ U(-45, 45)`` degrees per image.
 - ``zoom_blur`` ``(stop, step)``: the average of the image and its clipped zooms by the factors
   ``numpy.arange(1, stop, step)`` (centre crop of ``ceil(H / z)`` rows, linear zoom as
-  ``scipy.ndimage.zoom(order=1)``, centre trim back to ``H``).
+  ``scipy.ndimage.zoom(order=1)``, centre trim back to ``H``). In augmentation mode the stop is
+  drawn from ``U(1, numpy.arange(1, stop_5, step_5)[-1])`` (DermaMNIST: ``U(1, 1.30)``) and the
+  step from ``U(step_1, step_5)``, as the original's ``ZoomBlur`` does with its arrays.
 - ``brightness_*`` / ``contrast_*``: Pillow ``ImageEnhance`` factor ``c``
   (:mod:`posneg.augment.functional`; uint8 inputs go through the uint8 kernels, equal to Pillow).
+  Pillow's contrast blends with the mean luma, defined for grey and RGB images; for other channel
+  counts (2, 4, ...) the grey level is the mean over all channels and pixels
+  (``functional.contrast(grey="mean")``), a generalisation the original does not have (its
+  images are RGB).
 - ``saturate``: ``c`` added to the HSV saturation (scikit-image ``rgb2hsv``/``hsv2rgb``); as
   there, a grey pixel has hue 0, so it turns red-tinted. Images with one channel are unchanged.
 - ``gamma_corr_*``: torchvision ``adjust_gamma`` on a PIL image, i.e. the lookup table
@@ -50,9 +56,15 @@ Deliberate differences from the official code:
 
 - Results are rounded back to uint8 (the official noise, blur and saturate code truncates with
   ``astype(np.uint8)``): at most one grey level apart.
-- Spatial parameters are the official ones at 224 x 224 (the MedMNIST+ size the benchmark uses)
-  and scale with ``min(H, W) / 224`` at other sizes: blur radii, the motion kernel, the Gaussian
-  blur's sigma and half-width, bubble radii. At 224 x 224 they are exactly the official ones.
+- None by default for spatial parameters: like the original, blur radii, the motion kernel,
+  the Gaussian blur's kernel and bubble radii are used in pixels at the image's own size (a
+  28 x 28 MedMNIST image is blurred with the same kernels as a 224 x 224 one, so relatively
+  much more). ``reference_size=224`` (an option of :func:`corrupt` and :class:`Corruptions`)
+  scales them by ``min(H, W) / 224`` instead, i.e. keeps their size relative to the image; at
+  28 x 28 that makes the smaller blurs vanish (ChestMNIST's Gaussian blur and PathMNIST's and
+  OCTMNIST's defocus blur are the identity at every severity).
+- Bubbles larger than the image: the original's ``random.randint(r, W - r)`` raises when
+  ``W < 2 r`` (PathMNIST's radii up to 17 on 28 x 28); here the centre is then ``r``.
 - ``motion_blur`` does not hard-code 224 x 224; ``zoom_blur`` crops each axis by its own size
   (the original uses the height for both; equal for square images).
 - In augmentation mode the impulse noise is drawn from ``generator``; the original fixes its
@@ -327,7 +339,8 @@ def _correlate_separable(x: torch.Tensor, k1d: torch.Tensor) -> torch.Tensor:
 
 
 def _gaussian_blur(x: torch.Tensor, p: torch.Tensor, scale: float) -> torch.Tensor:
-    """torchvision ``gaussian_blur(kernel_size=k)`` with its default sigma, k forced odd."""
+    """torchvision ``gaussian_blur(kernel_size=k)`` with its default sigma, k forced odd (sigma
+    and half-width times ``scale``: 1 unless a ``reference_size`` is given)."""
     k = p.floor()
     k = torch.where(k.remainder(2) == 0, k - 1, k).clamp_min(1)
     sigma = (0.3 * ((k - 1) * 0.5 - 1) + 0.8) * scale
@@ -643,7 +656,7 @@ def _bubble_alpha(
 def _bubble(
     x: torch.Tensor, p: torch.Tensor, scale: float, generator: torch.Generator | None
 ) -> torch.Tensor:
-    """Translucent white bubbles (see the module docstring); geometry in 224-pixel units."""
+    """Translucent white bubbles (see the module docstring); geometry times ``scale``."""
     b, _, h, w = x.shape
     max_r = p[:, 0].floor()
     max_n = p[:, 1].floor()
@@ -663,10 +676,10 @@ def _bubble(
 def _enhance(kind: str, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     """Pillow ``ImageEnhance`` brightness/contrast on float work images or, through the uint8
     kernels of :mod:`posneg.augment.functional` (equal to Pillow), on uint8 batches."""
-    if kind == "contrast" and x.shape[1] not in (1, 3):
-        return x
-    op = AF.brightness if kind == "brightness" else AF.contrast
-    return op(x, p.clamp_min(0).to(torch.float32 if x.dtype == torch.uint8 else x.dtype))
+    f = p.clamp_min(0).to(torch.float32 if x.dtype == torch.uint8 else x.dtype)
+    if kind == "brightness":
+        return AF.brightness(x, f)
+    return AF.contrast(x, f, grey="luma" if x.shape[1] in (1, 3) else "mean")
 
 
 def _kernel(
@@ -675,13 +688,14 @@ def _kernel(
     p: torch.Tensor,
     *,
     quantized: bool,
+    scale: float,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
     """Corrupt float work images x in [0, 1] with per-sample float64 parameters p; clipped.
 
-    ``quantized``: x holds uint8 levels / 255 (the caller's input was uint8).
+    ``quantized``: x holds uint8 levels / 255 (the caller's input was uint8). ``scale``: the
+    factor on spatial parameters (1: the official pixels; see :func:`_spatial_scale`).
     """
-    scale = min(x.shape[2], x.shape[3]) / 224.0
     pv = p.to(x.dtype).view(-1, 1, 1, 1) if p.dim() == 1 else p
     if name == "gaussian_noise":
         noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
@@ -758,32 +772,50 @@ _UINT8_KERNELS = {
 _CPU_BLOCK_VALUES = 1 << 22
 
 
+def _spatial_scale(x: torch.Tensor, reference_size: int | None) -> float:
+    """The factor on spatial parameters: 1 (the official pixels at any size) without a
+    reference size, else ``min(H, W) / reference_size``."""
+    return 1.0 if reference_size is None else min(x.shape[2], x.shape[3]) / reference_size
+
+
+def _check_reference_size(fn: str, reference_size: object) -> int | None:
+    if reference_size is None:
+        return None
+    return _checks.check_int(fn, "reference_size", reference_size, min_value=1)
+
+
 def _apply(
-    name: str, x: torch.Tensor, p: torch.Tensor, generator: torch.Generator | None
+    name: str,
+    x: torch.Tensor,
+    p: torch.Tensor,
+    generator: torch.Generator | None,
+    scale: float = 1.0,
 ) -> torch.Tensor:
     """Corruption ``name`` with per-sample float64 parameters p on x (uint8 or float); x's dtype.
 
     On the CPU the batch is corrupted in blocks of samples (:data:`_CPU_BLOCK_VALUES` values
     each), draws taken block after block from ``generator``; on other devices in one block.
+    ``scale`` multiplies the spatial parameters (:func:`_spatial_scale`).
     """
     b = x.shape[0]
     per_image = max(1, x[:1].numel())
     rows = b if x.device.type != "cpu" else max(1, _CPU_BLOCK_VALUES // per_image)
     if rows >= b:
-        return _apply_block(name, x, p, generator)
+        return _apply_block(name, x, p, generator, scale)
     out = torch.empty_like(x)
     for start in range(0, b, rows):
         stop = min(b, start + rows)
-        out[start:stop] = _apply_block(name, x[start:stop], p[start:stop], generator)
+        out[start:stop] = _apply_block(name, x[start:stop], p[start:stop], generator, scale)
     return out
 
 
 def _apply_block(
-    name: str, x: torch.Tensor, p: torch.Tensor, generator: torch.Generator | None
+    name: str, x: torch.Tensor, p: torch.Tensor, generator: torch.Generator | None, scale: float
 ) -> torch.Tensor:
     if x.dtype == torch.uint8 and name in _UINT8_KERNELS:
         return _UINT8_KERNELS[name](x, p)
-    out = _kernel(name, _to_unit(x), p, quantized=x.dtype == torch.uint8, generator=generator)
+    quantized = x.dtype == torch.uint8
+    out = _kernel(name, _to_unit(x), p, quantized=quantized, scale=scale, generator=generator)
     return _from_unit(out, x)
 
 
@@ -799,6 +831,7 @@ def corrupt(
     *,
     dataset: str = "dermamnist",
     modality: str | None = None,
+    reference_size: int | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Apply MedMNIST-C corruption ``name`` at ``severity`` 1..5 to every image of the batch.
@@ -813,6 +846,10 @@ def corrupt(
             noise, three blurs, digital, brightness/contrast, black corner).
         modality: instead of ``dataset``, an imaging modality of :data:`MODALITIES` (``"xray"``
             is ChestMNIST's list); takes precedence when given.
+        reference_size: None (default, the original's behaviour): blur kernels, motion radius
+            and bubble radii are the official values in pixels at any image size. An int R:
+            they scale by ``min(H, W) / R`` (``R = 224`` keeps their size relative to the
+            MedMNIST+ 224 x 224 images the official values were chosen on).
         generator: for the noises, the motion-blur angle and the bubbles (None: torch's global
             RNG).
 
@@ -837,9 +874,10 @@ def corrupt(
     sev = _checks.check_int(fn, "severity", severity)
     if not 1 <= sev <= 5:
         raise ValueError(f"{fn}: severity must be in 1..5; got {sev}")
+    ref = _check_reference_size(fn, reference_size)
     _checks.check_generator(fn, generator, x.device)
     p = _table(ds, name, x.device)[sev - 1]
-    return _apply(name, x, p.expand(x.shape[0], *p.shape), generator)
+    return _apply(name, x, p.expand(x.shape[0], *p.shape), generator, _spatial_scale(x, ref))
 
 
 def augmentation_params(
@@ -851,8 +889,11 @@ def augmentation_params(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Parameters of ``AugMedMNISTC`` for ``n`` samples: each drawn uniformly between the first
-    and last entries of the official list (independently per parameter; ranges may decrease);
-    for ``zoom_blur`` the stop is drawn from ``U(1, last stop)``, as in the original.
+    and last entries of the official list (independently per parameter; ranges may decrease).
+    For ``zoom_blur`` the original's lists are the arrays ``numpy.arange(1, stop, step)``: it
+    draws the stop from ``U(1, last factor of the last array)`` (DermaMNIST:
+    ``numpy.arange(1, 1.31, 0.03)[-1]``, 1.30) and the step between the first and last steps;
+    so does this.
 
     Returns:
         (n,) or (n, 2) float64.
@@ -861,9 +902,10 @@ def augmentation_params(
     ds = resolve_dataset(fn, dataset)
     _checks.check_choice(fn, "name", name, tuple(DATASETS[ds]))
     table = _table(ds, name, torch.device("cpu") if device is None else torch.device(device))
-    lo, hi = table[0].clone(), table[-1]
+    lo, hi = table[0].clone(), table[-1].clone()
     if name == "zoom_blur":
         lo[0] = 1.0
+        hi[0] = float(np.arange(1.0, float(hi[0]), float(hi[1]))[-1])
     k = 1 if table.dim() == 1 else table.shape[1]
     u = _rng.uniform((n, k), device=table.device, dtype=torch.float64, generator=generator)
     p = lo.view(1, -1) + (hi - lo).view(1, -1) * u
@@ -885,6 +927,8 @@ class Corruptions(nn.Module):
     Differences from the original: the impulse noise is drawn from ``generator`` (the original
     fixes its seed, so its pattern repeats); ``stain_deposit`` and ``characters`` are not built
     (:data:`NOT_BUILT`), so PathMNIST, BloodMNIST and DermaMNIST draw among one corruption fewer.
+    Spatial parameters are the official pixels at the image's own size, as in the original,
+    unless ``reference_size`` is given (see :func:`corrupt`).
 
     Args:
         dataset: a MedMNIST data set or modality alias (see :func:`corrupt`; default
@@ -892,6 +936,8 @@ class Corruptions(nn.Module):
         modality: instead of ``dataset``, an imaging modality of :data:`MODALITIES`
             (``Corruptions(modality="xray")`` is ``Corruptions("chestmnist")``).
         corruptions: a subset of the data set's corruptions instead of all of them.
+        reference_size: None (default: the official pixels at any size) or R to scale spatial
+            parameters by ``min(H, W) / R`` (see :func:`corrupt`).
 
     Example:
         >>> aug = Corruptions("xray")
@@ -905,10 +951,12 @@ class Corruptions(nn.Module):
         *,
         modality: str | None = None,
         corruptions: list[str] | None = None,
+        reference_size: int | None = None,
     ) -> None:
         super().__init__()
         fn = "Corruptions"
         self.dataset = resolve_dataset(fn, dataset, modality)
+        self.reference_size = _check_reference_size(fn, reference_size)
         listed = tuple(DATASETS[self.dataset])
         if corruptions is None:
             self.corruptions: tuple[str, ...] = listed
@@ -927,6 +975,7 @@ class Corruptions(nn.Module):
         b = x.shape[0]
         n = len(self.corruptions)
         choice = _rng.randint(n + 1, (b,), device=x.device, generator=generator)  # n: identity
+        scale = _spatial_scale(x, self.reference_size)
         out = x.clone()
         for k, name in enumerate(self.corruptions):
             idx = (choice == k).nonzero().squeeze(1)
@@ -935,8 +984,11 @@ class Corruptions(nn.Module):
             p = augmentation_params(
                 self.dataset, name, idx.numel(), device=x.device, generator=generator
             )
-            out.index_copy_(0, idx, _apply(name, x.index_select(0, idx), p, generator))
+            out.index_copy_(0, idx, _apply(name, x.index_select(0, idx), p, generator, scale))
         return out
 
     def extra_repr(self) -> str:
-        return f"dataset={self.dataset!r}, corruptions={list(self.corruptions)!r}"
+        text = f"dataset={self.dataset!r}, corruptions={list(self.corruptions)!r}"
+        if self.reference_size is not None:
+            text += f", reference_size={self.reference_size}"
+        return text

@@ -328,22 +328,32 @@ def color(x: torch.Tensor, factor: float | torch.Tensor) -> torch.Tensor:
     return _blend(_gray(xw, x.dtype == torch.uint8).expand_as(xw), xw, f, x)
 
 
-def contrast(x: torch.Tensor, factor: float | torch.Tensor) -> torch.Tensor:
+def contrast(x: torch.Tensor, factor: float | torch.Tensor, *, grey: str = "luma") -> torch.Tensor:
     """``ImageEnhance.Contrast``: blend with the mean grey level (0 = flat grey, 1 = unchanged).
 
     The degenerate image is the mean of the luma; on uint8 Pillow rounds it to an integer
     (``int(mean + 0.5)``), and so does this kernel.
 
     Args:
-        x: (B, C, H, W) uint8 or float images with C in {1, 3}.
+        x: (B, C, H, W) uint8 or float images; C in {1, 3} with ``grey="luma"``.
         factor: (B,) factors >= 0.
+        grey: ``"luma"`` (Pillow: the mean of the luma, defined for grey and RGB images) or
+            ``"mean"``: the mean over all channels and pixels, for any channel count (the same
+            as ``"luma"`` for one channel; not a Pillow mode).
+
+    Raises:
+        ValueError: ``grey="luma"`` with C not in {1, 3}; an unknown ``grey``.
     """
     fn = "contrast"
     check_images(fn, x)
-    _check_rgb_or_gray(fn, x)
+    if grey not in ("luma", "mean"):
+        raise ValueError(f"{fn}: grey must be 'luma' or 'mean'; got {grey!r}")
+    if grey == "luma":
+        _check_rgb_or_gray(fn, x)
     f = per_sample(fn, "factor", factor, x, low=0.0)
     xw = _to_work(x)
-    mean = _gray(xw, x.dtype == torch.uint8).mean(dim=(1, 2, 3), keepdim=True)
+    level = _gray(xw, x.dtype == torch.uint8) if grey == "luma" else xw
+    mean = level.mean(dim=(1, 2, 3), keepdim=True)
     if x.dtype == torch.uint8:
         mean = torch.floor(mean + 0.5)
     return _blend(mean.expand_as(xw), xw, f, x)
