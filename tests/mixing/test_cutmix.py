@@ -226,9 +226,51 @@ def test_per_batch_draws_one_box() -> None:
     assert q.boxes.unique(dim=0).shape[0] > 1
 
 
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_prob_is_the_official_per_batch_coin(per_sample: bool) -> None:
+    """The official ``cutmix_prob`` (clovaai/CutMix-PyTorch ``train.py``, commit 2d8eb68): one
+    ``r ~ U(0, 1)`` per batch, drawn first; the batch is mixed when ``r < prob`` (then the rest
+    of the draws as without ``prob``), else returned unmixed with one-hot targets."""
+    x = _images(6, 3, 10, 12, torch.float32, seed=3)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    mod = CutMix(prob=0.5, per_sample=per_sample, num_classes=3)
+    mixed = 0
+    for seed in range(40):
+        out = mod(x, y, generator=torch.Generator().manual_seed(seed))
+        g = torch.Generator().manual_seed(seed)
+        r = float(_rng.uniform((1,), dtype=torch.float64, generator=g)[0])
+        if r < 0.5:
+            mixed += 1
+            p = sample_cutmix_params(6, (10, 12), per_sample=per_sample, generator=g)
+            want = apply_cutmix(x, y, p, num_classes=3)
+            assert torch.equal(out.x, want.x) and torch.equal(out.targets, want.targets)
+        else:
+            assert torch.equal(out.x, x)
+            assert torch.equal(out.targets, torch.eye(3)[y])
+    assert 10 < mixed < 30
+
+
+def test_prob_one_draws_no_coin_and_prob_zero_never_mixes() -> None:
+    """``prob = 1`` (default) is CutMix as before, draw for draw; ``prob = 0`` never mixes (masks
+    and label smoothing kept in their formats)."""
+    x = _images(5, 3, 8, 8, torch.uint8, seed=1)
+    y = torch.tensor([0, 1, 2, 1, 0])
+    a = CutMix(prob=1.0, num_classes=3)(x, y, generator=torch.Generator().manual_seed(4))
+    b = CutMix(num_classes=3)(x, y, generator=torch.Generator().manual_seed(4))
+    p = sample_cutmix_params(5, (8, 8), generator=torch.Generator().manual_seed(4))
+    assert torch.equal(a.x, b.x) and torch.equal(a.x, apply_cutmix(x, y, p, num_classes=3).x)
+    seg = torch.randint(0, 4, (5, 8, 8), generator=torch.Generator().manual_seed(2))
+    never = CutMix(prob=0.0, num_classes=3, label_smoothing=0.3)
+    for seed in range(5):
+        out = never(x, y, masks=seg, generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(out.x, x) and torch.equal(out.masks, seg)
+        torch.testing.assert_close(out.targets, torch.eye(3)[y] * 0.7 + 0.1)
+
+
 def test_repr() -> None:
     text = repr(CutMix(0.5, per_sample=True, num_classes=4, label_smoothing=0.1))
     assert "CutMix(" in text and "alpha=0.5" in text and "per_sample=True" in text
+    assert "prob=1.0" in text and "prob=0.25" in repr(CutMix(prob=0.25))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,6 +284,10 @@ def test_errors() -> None:
         CutMix(alpha=0.0)
     with pytest.raises(ValueError, match=r"sample_cutmix_params: alpha must be > 0"):
         sample_cutmix_params(4, (8, 8), alpha=-0.5)
+    with pytest.raises(ValueError, match=r"CutMix: prob must be in \[0.0, 1.0\]; got 1.5"):
+        CutMix(prob=1.5)
+    with pytest.raises(TypeError, match=r"CutMix: prob must be a real number"):
+        CutMix(prob="0.5")  # type: ignore[arg-type]
     with pytest.raises(
         ValueError, match=r"CutMix: x must be a 4-D tensor \(B, C, H, W\); got shape \(3, 8, 8\)"
     ):

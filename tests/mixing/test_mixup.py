@@ -367,15 +367,36 @@ def test_no_python_loop_over_the_batch(name: str) -> None:
     assert _op_count(run, 3) == _op_count(run, 40)
 
 
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_alpha_zero_is_lambda_one_as_official(per_sample: bool) -> None:
+    """The official ``mixup_data`` (facebookresearch/mixup-cifar10 ``train.py``, commit eaff31a)
+    sets ``lam = 1`` when ``alpha`` is not > 0 and still permutes: the batch comes back
+    unchanged, targets one-hot (label-smoothed if asked); the permutation is the one a fresh
+    generator draws first."""
+    g = torch.Generator().manual_seed(3)
+    p = sample_mixup_params(6, alpha=0.0, per_sample=per_sample, generator=g)
+    assert torch.equal(p.lam, torch.ones(6))
+    assert torch.equal(p.index, torch.randperm(6, generator=torch.Generator().manual_seed(3)))
+    x = torch.rand(6, 3, 5, 5, generator=torch.Generator().manual_seed(1))
+    y = torch.tensor([0, 1, 2, 2, 1, 0])
+    for xx in (x, (x * 255).round().to(torch.uint8)):
+        out = MixUp(alpha=0, per_sample=per_sample, num_classes=3, label_smoothing=0.3)(
+            xx, y, generator=torch.Generator().manual_seed(2)
+        )
+        assert torch.equal(out.x, xx)
+        torch.testing.assert_close(out.targets, torch.eye(3)[y] * 0.7 + 0.1)
+    assert "alpha=0.0" in repr(MixUp(alpha=0))
+
+
 # ---------------------------------------------------------------------------------------------
 # errors
 # ---------------------------------------------------------------------------------------------
 
 
 def test_errors_hyperparameters() -> None:
-    with pytest.raises(ValueError, match=r"MixUp: alpha must be > 0; got 0"):
-        MixUp(alpha=0)
-    with pytest.raises(ValueError, match=r"sample_mixup_params: alpha must be > 0; got -1"):
+    with pytest.raises(ValueError, match=r"MixUp: alpha must be >= 0; got -0.5"):
+        MixUp(alpha=-0.5)
+    with pytest.raises(ValueError, match=r"sample_mixup_params: alpha must be >= 0; got -1"):
         sample_mixup_params(4, alpha=-1.0)
     with pytest.raises(TypeError, match=r"alpha must be a real number"):
         MixUp(alpha="1")  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ from typing import overload
 import torch
 from torch import nn
 
-from posneg import _rng
+from posneg import _checks, _rng
 from posneg.mixing import _common, _targets
 from posneg.mixing._common import MixedBatch, MixedSegBatch
 
@@ -223,8 +223,17 @@ class CutMix(nn.Module):
     permutation) and pasted; targets are mixed with the lambda *realised* by the clipped box,
     ``1 - area / (H W)``. Odd batches need nothing special; with B = 1 the sample is unchanged.
 
+    ``prob`` is the official ``cutmix_prob`` (clovaai/CutMix-PyTorch ``train.py``, commit
+    2d8eb68: ``r = np.random.rand(1)``, mix when ``r < cutmix_prob``): with probability
+    ``1 - prob`` the whole batch is left unmixed (images unchanged, targets one-hot or
+    label-smoothed). The coin is per batch, as in the official code, also with
+    ``per_sample=True``. With ``prob < 1`` it is the first draw from ``generator``; with
+    ``prob = 1`` (default, as the official ImageNet runs) no coin is drawn.
+
     Args:
         alpha: Beta concentration, > 0 (the paper uses 1).
+        prob: probability in [0, 1] that a batch is mixed (default 1; the official CIFAR runs
+            use 0.5).
         per_sample: one box per sample (True) or one per batch (False: the paper).
         num_classes: K when targets are class ids.
         label_smoothing: eps in [0, 1).
@@ -253,6 +262,7 @@ class CutMix(nn.Module):
         self,
         alpha: float = 1.0,
         *,
+        prob: float = 1.0,
         per_sample: bool = False,
         num_classes: int | None = None,
         label_smoothing: float = 0.0,
@@ -260,6 +270,7 @@ class CutMix(nn.Module):
         super().__init__()
         fn = "CutMix"
         self.alpha = _common.check_alpha(fn, alpha)
+        self.prob = _checks.check_range(fn, "prob", prob, 0.0, 1.0)
         self.per_sample = bool(per_sample)
         self.num_classes = _targets.check_num_classes(fn, num_classes)
         self.label_smoothing = _targets.check_label_smoothing(fn, label_smoothing)
@@ -293,15 +304,29 @@ class CutMix(nn.Module):
         generator: torch.Generator | None = None,
     ) -> MixedBatch | MixedSegBatch:
         """Draw params on x's device and mix (see the class docstring for shapes)."""
-        x = _common.check_images("CutMix", x, ranks=(4,), layout="(B, C, H, W)")
-        params = sample_cutmix_params(
-            x.shape[0],
-            (x.shape[2], x.shape[3]),
-            alpha=self.alpha,
-            per_sample=self.per_sample,
-            device=x.device,
-            generator=generator,
-        )
+        fn = "CutMix"
+        x = _common.check_images(fn, x, ranks=(4,), layout="(B, C, H, W)")
+        b, size = x.shape[0], (x.shape[2], x.shape[3])
+        mix = True
+        if self.prob < 1.0:
+            _common.check_generator(fn, generator, x.device)
+            coin = _rng.uniform((1,), device=x.device, dtype=torch.float64, generator=generator)
+            mix = bool(coin[0] < self.prob)
+        if mix:
+            params = sample_cutmix_params(
+                b,
+                size,
+                alpha=self.alpha,
+                per_sample=self.per_sample,
+                device=x.device,
+                generator=generator,
+            )
+        else:  # the identity: every sample its own partner, empty boxes (lam = 1)
+            params = CutMixParams(
+                index=torch.arange(b, device=x.device),
+                boxes=torch.zeros((b, 4), dtype=torch.long, device=x.device),
+                size=size,
+            )
         return _apply_cutmix(
             x,
             targets,
@@ -313,6 +338,7 @@ class CutMix(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"alpha={self.alpha}, per_sample={self.per_sample}, num_classes={self.num_classes}, "
+            f"alpha={self.alpha}, prob={self.prob}, per_sample={self.per_sample}, "
+            f"num_classes={self.num_classes}, "
             f"label_smoothing={self.label_smoothing}"
         )

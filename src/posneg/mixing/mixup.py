@@ -12,6 +12,7 @@ from typing import overload
 import torch
 from torch import nn
 
+from posneg import _checks
 from posneg.mixing import _common, _targets
 from posneg.mixing._common import MixedBatch, MixedSegBatch
 
@@ -53,7 +54,11 @@ def sample_mixup_params(
 
     Args:
         batch: B >= 1. With B = 1 the permutation is the identity (the sample mixes with itself).
-        alpha: Beta concentration, > 0 (1.0: lambda uniform on [0, 1]).
+        alpha: Beta concentration, >= 0 (1.0: lambda uniform on [0, 1]). ``alpha = 0`` gives
+            ``lam = 1`` (no mixing: every sample is returned unchanged), as the official code
+            does (facebookresearch/mixup-cifar10 ``train.py``, commit eaff31a, ``mixup_data``:
+            ``lam = 1`` unless ``alpha > 0``); nothing is drawn for lambda then, the
+            permutation still is.
         per_sample: one lambda per sample (True) or one for the batch (False, the paper).
         device: where the draws are made and the params live.
         generator: drawn from (None: torch's global RNG). Draw order: lambda, then permutation.
@@ -62,13 +67,18 @@ def sample_mixup_params(
         :class:`MixUpParams`.
 
     Raises:
-        ValueError: batch < 1 or alpha <= 0. TypeError: generator of the wrong type.
+        ValueError: batch < 1 or alpha < 0. TypeError: generator of the wrong type.
     """
     fn = "sample_mixup_params"
     b = _common.check_batch(fn, "batch", batch)
-    a = _common.check_alpha(fn, alpha)
+    a = _checks.check_nonnegative(fn, "alpha", alpha)
     _common.check_generator(fn, generator, device)
-    lam = _common.draw_lambda(a, a, b, per_sample=per_sample, device=device, generator=generator)
+    if a == 0.0:
+        lam = torch.ones(b, device=device, dtype=torch.float32)
+    else:
+        lam = _common.draw_lambda(
+            a, a, b, per_sample=per_sample, device=device, generator=generator
+        )
     index = _common.draw_permutation(b, device=device, generator=generator)
     return MixUpParams(lam=lam, index=index)
 
@@ -216,7 +226,7 @@ class MixUp(nn.Module):
     with B = 1 the sample is returned unchanged.
 
     Args:
-        alpha: Beta concentration, > 0.
+        alpha: Beta concentration, >= 0 (0: ``lam = 1``, no mixing, as the official code).
         per_sample: one lambda per sample (True) or one per batch (False: the paper).
         num_classes: K when targets are class ids.
         label_smoothing: eps in [0, 1).
@@ -254,7 +264,7 @@ class MixUp(nn.Module):
     ) -> None:
         super().__init__()
         fn = "MixUp"
-        self.alpha = _common.check_alpha(fn, alpha)
+        self.alpha = _checks.check_nonnegative(fn, "alpha", alpha)
         self.per_sample = bool(per_sample)
         self.num_classes = _targets.check_num_classes(fn, num_classes)
         self.label_smoothing = _targets.check_label_smoothing(fn, label_smoothing)
