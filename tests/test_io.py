@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -62,6 +64,69 @@ def test_atomic_writes_from_many_threads_each_land_whole(tmp_path: Path) -> None
     assert len(list(tmp_path.iterdir())) == 8  # no temporary file left behind
 
 
+def test_overwriting_keeps_the_existing_mode(tmp_path: Path) -> None:
+    """Issue 22, item 5: replacing a 0600 file made it 0644."""
+    target = tmp_path / "secret.jsonl"
+    target.write_text("old\n")
+    os.chmod(target, 0o600)
+    _io.atomic_write_text(target, "new\n")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600 and target.read_text() == "new\n"
+    os.chmod(target, 0o640)
+    with _io.atomic_targets(target, tmp_path / "other.txt") as (a, b):
+        a.write_text("newer\n")
+        b.write_text("x")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+
+
+def test_atomic_targets_commit_all_or_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = tmp_path / "out.jsonl", tmp_path / "out.jsonl.summary.json"
+    first.write_text("old out\n")
+    second.write_text("old summary\n")
+    real = _io._rename
+
+    def fail_on_second(src: Path, dst: Path) -> None:
+        if dst == second:
+            raise OSError("disk gone")
+        real(src, dst)
+
+    monkeypatch.setattr(_io, "_rename", fail_on_second)
+    with pytest.raises(OSError, match="disk gone"), _io.atomic_targets(first, second) as (a, b):
+        a.write_text("new out\n")
+        b.write_text("new summary\n")
+    assert first.read_text() == "old out\n" and second.read_text() == "old summary\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [first.name, second.name]
+    first.unlink()  # a target that did not exist is removed again
+    with pytest.raises(OSError, match="disk gone"), _io.atomic_targets(first, second) as (a, b):
+        a.write_text("new out\n")
+        b.write_text("new summary\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [second.name]
+    monkeypatch.undo()
+    with _io.atomic_targets(first, second) as (a, b):
+        a.write_text("new out\n")
+        b.write_text("new summary\n")
+    assert first.read_text() == "new out\n" and second.read_text() == "new summary\n"
+
+
+def test_remove_stale_temps_only_removes_dead_writers_files(tmp_path: Path) -> None:
+    """Issue 22, item 6: a killed writer's temporary file stayed forever."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".out.jsonl.{dead.pid}-0123456789ab.tmp"
+    legacy = tmp_path / ".out.jsonl.0123456789ab.tmp"  # earlier versions: no pid
+    mine = tmp_path / f".out.jsonl.{os.getpid()}-0123456789ab.tmp"  # a live writer
+    other = tmp_path / f".other.jsonl.{dead.pid}-0123456789ab.tmp"
+    keep = [tmp_path / "out.jsonl", tmp_path / ".out.jsonl.notes.tmp", tmp_path / "x.tmp"]
+    for p in [stale, legacy, mine, other, *keep]:
+        p.write_text("x")
+    removed = _io.remove_stale_temps(tmp_path, "out.jsonl")
+    assert sorted(removed) == sorted([stale, legacy])
+    assert _io.remove_stale_temps(tmp_path) == [other]
+    assert sorted(tmp_path.iterdir()) == sorted([mine, *keep])
+    assert _io.remove_stale_temps(tmp_path / "missing") == []
+
+
 def test_atomic_target_creates_the_folder(tmp_path: Path) -> None:
     path = _io.atomic_write_bytes(tmp_path / "a" / "b" / "c.bin", b"\x00\x01")
     assert path.read_bytes() == b"\x00\x01"
@@ -84,7 +149,14 @@ def test_jsonl_records_skip_blank_lines_and_name_lines(tmp_path: Path) -> None:
     [
         (b'{"id": 1}\n', "line 1: missing field 'text'"),
         (b'{"id": 1, "text": "a"}\n{"id": 2, \n', r"line 2: bad JSON \("),
-        (b"[1, 2]\n", "line 1: expected a JSON object; got list"),
+        (b'{"id": 1, "text": "a"}\n[1, 2]\n', "line 2: expected a JSON object; got list"),
+        (b"[1, 2]\n", "line 1: this is a JSON array, not JSON Lines"),
+        (b'[\n  {"id": 1, "text": "a"}\n]\n', "line 1: this is a JSON array, not JSON Lines"),
+        (
+            b'\n{"id": 1, "text": "a", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
+            r"line 2: bad JSON \(nested too deeply\)",
+        ),
+        (b'{"id": ' + b"9" * 5000 + b', "text": "a"}\n', r"line 1: bad JSON \(.*digits"),
         (b'{"id": 1, "text": "\xff"}\n', "line 1: not UTF-8 text"),
     ],
 )
@@ -93,6 +165,14 @@ def test_jsonl_errors_name_the_file_and_line(tmp_path: Path, content: bytes, mes
     p.write_bytes(content)
     with pytest.raises(InputError, match=message):
         list(_io.iter_records(p, ["id", "text"], flag="--queries"))
+
+
+def test_jsonl_accepts_a_utf8_byte_order_mark(tmp_path: Path) -> None:
+    """Issue 22: a BOM at the start of the file was reported as bad JSON."""
+    p = tmp_path / "q.jsonl"
+    p.write_bytes(b'\xef\xbb\xbf{"id": 1, "text": "a"}\n{"id": 2, "text": "\xef\xbb\xbfb"}\n')
+    got = [values for _, values in _io.iter_records(p, ["id", "text"], flag="--queries")]
+    assert got == [[1, "a"], [2, "\ufeffb"]]  # only the file's leading mark is dropped
 
 
 def test_record_kind_errors_name_the_flag(tmp_path: Path) -> None:
