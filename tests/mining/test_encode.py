@@ -6,8 +6,12 @@ module-scoped instance of the real packaged all-MiniLM-L6-v2 model.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
+import subprocess
+import sys
 import warnings
 import zlib
 from collections.abc import Sequence
@@ -17,7 +21,14 @@ import numpy as np
 import pytest
 import torch
 
-from posneg.mining.encode import DEFAULT_MODEL, TextEncoder, cache_key, encode, load_encoder
+from posneg.mining.encode import (
+    DEFAULT_MODEL,
+    MAX_CHARS_PER_TOKEN,
+    TextEncoder,
+    cache_key,
+    encode,
+    load_encoder,
+)
 
 DIM = 16
 
@@ -125,11 +136,11 @@ def test_uncached_equals_cached_and_second_run_reads_only(tmp_path: Path) -> Non
     first = encode(texts, enc, cache_dir=tmp_path, shard_size=5)
     assert torch.equal(plain, first)
     (key,) = _key_dirs(tmp_path)
-    assert key.name == cache_key(texts, enc.fingerprint or "", shard_size=5)
-    assert sorted(p.name for p in key.iterdir()) == [
-        "meta.json",
-        *(f"shard_{i:05d}.npy" for i in range(5)),
-    ]
+    assert key.name == cache_key(texts, enc.fingerprint or "", shard_size=5, batch_size=2)
+    names = sorted(p.name for p in key.iterdir())
+    assert names[0] == "meta.json" and len(names) == 6
+    for i, name in enumerate(names[1:]):  # shard_<i>-<sha256 of the file's bytes>.npy
+        assert name == f"shard_{i:05d}-{hashlib.sha256((key / name).read_bytes()).hexdigest()}.npy"
     fn2, enc2 = _fake(batch_size=2)
     again = encode(texts, enc2, cache_dir=tmp_path, shard_size=5, progress=True)
     assert fn2.calls == [] and torch.equal(again, first)
@@ -160,7 +171,7 @@ def test_killed_run_resumes_from_shards_present(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="killed"):
         encode(texts, enc, cache_dir=tmp_path / "run", shard_size=8)
     (key,) = _key_dirs(tmp_path / "run")
-    assert sorted(p.name for p in key.iterdir()) == [f"shard_{i:05d}.npy" for i in range(3)]
+    assert [p.name[:11] for p in sorted(key.iterdir())] == [f"shard_{i:05d}" for i in range(3)]
     fn, enc = _fake(batch_size=8)
     resumed = encode(texts, enc, cache_dir=tmp_path / "run", shard_size=8)
     assert sorted(fn.seen) == sorted(texts[24:])  # only the two missing shards
@@ -188,32 +199,131 @@ def test_stale_cache_is_never_used(tmp_path: Path) -> None:
     assert enc.fingerprint == raw.fingerprint
 
 
-def _save(path: Path, arr: np.ndarray, *, allow_pickle: bool = False) -> None:
+def _npy(arr: np.ndarray, *, allow_pickle: bool = False) -> bytes:
     buf = io.BytesIO()
     np.save(buf, arr, allow_pickle=allow_pickle)
-    path.write_bytes(buf.getvalue())
+    return buf.getvalue()
+
+
+def _header(shape: tuple[int, ...], *, fortran: bool = False, descr: str = "<f4") -> bytes:
+    buf = io.BytesIO()
+    header = {"descr": descr, "fortran_order": fortran, "shape": shape}
+    np.lib.format.write_array_header_1_0(buf, header)
+    return buf.getvalue()
+
+
+def _shard_file(key: Path, i: int) -> Path:
+    (path,) = key.glob(f"shard_{i:05d}-*.npy")
+    return path
+
+
+def _plant(key: Path, i: int, data: bytes) -> None:
+    """Replace shard ``i`` by ``data`` under a name whose hash matches (a well-formed forgery)."""
+    _shard_file(key, i).unlink()
+    (key / f"shard_{i:05d}-{hashlib.sha256(data).hexdigest()}.npy").write_bytes(data)
 
 
 def test_bad_shards_are_recomputed_and_never_unpickled(tmp_path: Path) -> None:
-    texts = _texts(30)
+    texts = _texts(45)
     _, enc = _fake()
     good = encode(texts, enc, cache_dir=tmp_path, shard_size=5)
     (key,) = _key_dirs(tmp_path)
-    (key / "shard_00000.npy").write_bytes(b"not an npy file")
-    _save(key / "shard_00001.npy", np.zeros((5, DIM + 1), dtype=np.float32))  # wrong D
-    _save(key / "shard_00002.npy", np.zeros((4, DIM), dtype=np.float32))  # wrong rows
-    _save(key / "shard_00003.npy", np.zeros((5, DIM), dtype=np.float64))  # wrong dtype
-    _save(key / "shard_00004.npy", np.full((5, DIM), np.nan, dtype=np.float32))  # not finite
+    # files whose name matches their bytes, but whose content is wrong
+    _plant(key, 0, b"not an npy file")
+    _plant(key, 1, _npy(np.zeros((5, DIM + 1), dtype=np.float32)))  # wrong D
+    _plant(key, 2, _npy(np.zeros((4, DIM), dtype=np.float32)))  # wrong rows
+    _plant(key, 3, _npy(np.zeros((5, DIM), dtype=np.float64)))  # wrong dtype
+    _plant(key, 4, _npy(np.full((5, DIM), np.nan, dtype=np.float32)))  # not finite
     obj = np.empty((5, DIM), dtype=object)
     obj[:] = 0.0
-    _save(key / "shard_00005.npy", obj, allow_pickle=True)  # would need unpickling
+    _plant(key, 5, _npy(obj, allow_pickle=True))  # would need unpickling
+    # a header declaring 5 x 10**12 floats (20 TB) over a few bytes: refused before allocating
+    _plant(key, 6, _header((5, 10**12)) + b"\0" * 64)
+    payload = _shard_file(key, 7).read_bytes()
+    _plant(key, 7, payload.replace(b"'fortran_order': False", b"'fortran_order': True "))
+    _plant(key, 8, _header((5, DIM), descr=">f4") + np.zeros((5, DIM), ">f4").tobytes())
     fn, enc = _fake()
     again = encode(texts, enc, cache_dir=tmp_path, shard_size=5)
     assert sorted(fn.seen) == sorted(texts)
     assert torch.equal(again, good)
-    for i in range(6):
-        arr = np.load(key / f"shard_{i:05d}.npy", allow_pickle=False)
+    for i in range(9):  # rewritten, and the bad files are gone
+        (path,) = key.glob(f"shard_{i:05d}-*.npy")
+        arr = np.load(path, allow_pickle=False)
         assert arr.dtype == np.float32 and arr.shape == (5, DIM)
+
+
+def test_damaged_shards_fail_their_hash_and_are_recomputed(tmp_path: Path) -> None:
+    """Issue 22, item 4: flipped payload bytes, a zeroed shard or an edited header gave other
+    embeddings; every change to a shard's bytes now breaks its recorded hash."""
+    texts = _texts(20)
+    _, enc = _fake()
+    good = encode(texts, enc, cache_dir=tmp_path, shard_size=5)
+    (key,) = _key_dirs(tmp_path)
+    flipped = bytearray(_shard_file(key, 0).read_bytes())
+    flipped[-3] ^= 0x40  # a payload byte: still a valid float32 array
+    _shard_file(key, 0).write_bytes(bytes(flipped))
+    path = _shard_file(key, 1)
+    path.write_bytes(b"\0" * path.stat().st_size)
+    path = _shard_file(key, 2)
+    path.write_bytes(
+        path.read_bytes().replace(b"'fortran_order': False", b"'fortran_order': True ")
+    )
+    fn, enc = _fake()
+    again = encode(texts, enc, cache_dir=tmp_path, shard_size=5)
+    assert sorted(fn.seen) == sorted(texts[:15])  # shards 0-2 recomputed, shard 3 read
+    assert torch.equal(again, good)
+
+
+def test_batch_size_is_part_of_the_cache_key(tmp_path: Path) -> None:
+    """Issue 22, item 4: a model's results differ in the last bits between batch sizes."""
+    texts = _texts(10)
+    encode(texts, _fake(batch_size=3)[1], cache_dir=tmp_path, shard_size=5)
+    fn, enc = _fake(batch_size=4)
+    encode(texts, enc, cache_dir=tmp_path, shard_size=5)
+    assert len(fn.seen) == 10 and len(_key_dirs(tmp_path)) == 2
+    fn, enc = _fake(batch_size=3)
+    encode(texts, enc, cache_dir=tmp_path, shard_size=5)
+    assert fn.seen == []
+
+
+def test_stale_shard_temporaries_are_removed(tmp_path: Path) -> None:
+    """Issue 22, item 6: a writer killed mid-shard left ``.shard_*.tmp`` in a kept cache."""
+    texts = _texts(10)
+    encode(texts, _fake()[1], cache_dir=tmp_path, shard_size=5)
+    (key,) = _key_dirs(tmp_path)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = key / f".shard_00001-{'0' * 64}.npy.{dead.pid}-0123456789ab.tmp"
+    stale.write_bytes(b"half a shard")
+    live = key / f".shard_00001-{'0' * 64}.npy.{os.getpid()}-0123456789ab.tmp"
+    live.write_bytes(b"being written by this process")
+    encode(texts, _fake()[1], cache_dir=tmp_path, shard_size=5)
+    assert not stale.exists() and live.exists()
+
+
+def test_model_texts_are_cut_before_tokenizing() -> None:
+    """Issue 22: a 50 MB line was tokenized whole (7.2 GB peak); a model now gets at most
+    ``max_seq_length * MAX_CHARS_PER_TOKEN`` characters of each text."""
+
+    class Model:
+        max_seq_length = 8
+
+        def __init__(self) -> None:
+            self.got: list[str] = []
+
+        def get_sentence_embedding_dimension(self) -> int:
+            return 3
+
+        def encode(self, texts: list[str], **kwargs: object) -> torch.Tensor:
+            self.got.extend(texts)
+            return torch.ones(len(texts), 3)
+
+    model = Model()
+    enc = TextEncoder(name="m", identity="m", model=model)  # type: ignore[arg-type]
+    assert enc.max_chars == 8 * MAX_CHARS_PER_TOKEN
+    enc(["short", "x" * 50_000_000])
+    assert model.got == ["short", "x" * (8 * MAX_CHARS_PER_TOKEN)]
+    assert load_encoder(FakeEncoder(), name="f").max_chars is None  # callables get texts whole
 
 
 def test_unnamed_callable_is_not_cached(tmp_path: Path) -> None:

@@ -12,13 +12,19 @@
 - a user callable mapping a list of texts to an (N, D) tensor or array.
 
 :func:`encode` embeds a list of texts in shards of ``shard_size`` texts. With a ``cache_dir`` each
-shard is saved as ``cache_dir/<key>/shard_00000.npy`` (written to a temporary file, then renamed,
-so a shard on disk is always complete). ``key`` is the sha256 of the encoder's ``fingerprint``,
-``shard_size`` and every text (length-prefixed, in order): different texts, weights,
-``max_seq_length`` or ``normalize`` give a different key, so a stale cache is never read. A run
-that is killed resumes from the shards present; a shard that cannot be read or has the wrong
-shape, dtype or non-finite values is recomputed. Shards are read with
-``np.load(..., allow_pickle=False)``: nothing is ever unpickled.
+shard is saved as ``cache_dir/<key>/shard_00000-<sha256>.npy`` (written to a temporary file,
+then renamed, so a shard on disk is always complete; ``<sha256>`` is the hash of the file's
+bytes). ``key`` is the sha256 of the encoder's ``fingerprint``, ``shard_size``, the encoder's
+``batch_size`` (a model's results differ in the last float bits between batch sizes) and every
+text (length-prefixed, in order): different texts, weights, ``max_seq_length``, ``normalize`` or
+batch size give a different key, so a stale cache is never read. A run that is killed resumes
+from the shards present; a shard whose bytes do not match its hash (flipped bits, a zeroed or
+edited file), whose header is not exactly (rows, D) little-endian float32 in C order, or whose
+values are not finite is recomputed. The header is checked against the file size before any
+array is allocated, and nothing is ever unpickled (shards are read with ``np.fromfile``). The
+hash detects damage, not a deliberate forgery by someone who can write the cache folder: keep
+caches in folders only you can write. Temporary files left by a killed writer are deleted
+by the next run (:func:`posneg._io.remove_stale_temps`).
 
 The fingerprint of a sentence-transformers model read from a folder is the sha256 of its files'
 bytes (weights, configuration and tokenizer files; hashed once per process and file, memoised by
@@ -46,6 +52,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -54,7 +61,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from posneg._io import atomic_write_bytes, atomic_write_text
+from posneg._io import atomic_write_bytes, atomic_write_text, file_sha256, remove_stale_temps
 from posneg._progress import ProgressCallback, check_progress, tracker
 
 if TYPE_CHECKING:
@@ -62,9 +69,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MODEL",
+    "MAX_CHARS_PER_TOKEN",
     "TextEncoder",
     "cache_key",
+    "discard_cache",
     "encode",
+    "is_cache_folder",
     "load_encoder",
 ]
 
@@ -72,6 +82,11 @@ __all__ = [
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = frozenset({DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"})
 _OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+#: A model reads at most ``max_seq_length * MAX_CHARS_PER_TOKEN`` characters of a text: longer
+#: texts are cut to that before tokenizing (a 50 MB line is never tokenized whole). A token of
+#: ordinary text covers a few characters, so the cut changes no embedding unless the kept part
+#: holds fewer than ``max_seq_length`` tokens (long runs of whitespace or of dropped characters).
+MAX_CHARS_PER_TOKEN = 64
 # Files in a model folder that do not change its embeddings.
 _NOT_HASHED = frozenset({"README.md", ".gitattributes"})
 # Per-process memo of file digests: (resolved path, size, mtime_ns) -> sha256 hex.
@@ -96,6 +111,7 @@ class TextEncoder:
         batch_size: texts per forward pass (per call for a callable).
         normalize: whether rows are L2-normalised.
         max_seq_length: tokens read per text (a sentence-transformers model), else ``None``.
+            Texts are cut to :attr:`max_chars` characters before tokenizing.
     """
 
     def __init__(
@@ -162,7 +178,7 @@ class TextEncoder:
             text = f"posneg.callable.v1|{self._identity}|normalize={bool(self.normalize)}"
         else:
             text = (
-                f"posneg.st.v1|{self._identity}|max_seq_length={self.max_seq_length}"
+                f"posneg.st.v2|{self._identity}|max_seq_length={self.max_seq_length}"
                 f"|normalize={bool(self.normalize)}"
             )
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -176,6 +192,13 @@ class TextEncoder:
             return None if self._planned is None else self._planned[0]
         value = self._model.max_seq_length
         return None if value is None else int(value)
+
+    @property
+    def max_chars(self) -> int | None:
+        """Characters of a text a model reads (``max_seq_length * MAX_CHARS_PER_TOKEN``); texts
+        are cut to this before tokenizing. ``None`` for a callable (it gets texts whole)."""
+        seq = self.max_seq_length
+        return None if seq is None else seq * MAX_CHARS_PER_TOKEN
 
     @property
     def dim(self) -> int:
@@ -202,6 +225,9 @@ class TextEncoder:
             model = self.model
             if model is None:  # loading always gives a model or raises
                 raise RuntimeError("TextEncoder: the model could not be loaded")
+            limit = self.max_chars
+            if limit is not None:
+                items = [t[:limit] for t in items]
             out = model.encode(
                 items,
                 batch_size=self.batch_size,
@@ -525,14 +551,20 @@ def _planned_from_folder(
     return seq, dim
 
 
-def cache_key(texts: Sequence[str], fingerprint: str, *, shard_size: int) -> str:
+def cache_key(
+    texts: Sequence[str], fingerprint: str, *, shard_size: int, batch_size: int | None = None
+) -> str:
     """The cache folder name for ``texts`` under an encoder ``fingerprint``: a sha256 hex string.
 
     Every text is hashed with its length, in order, so that no two different lists collide
-    by concatenation.
+    by concatenation. ``batch_size`` (what :func:`encode` passes: the encoder's) is part of the
+    key because a model's float results depend on it (padding within a batch): about 3e-7
+    between batch sizes 3 and 64 for all-MiniLM-L6-v2.
     """
-    h = hashlib.sha256(b"posneg.encode.v1\0")
+    h = hashlib.sha256(b"posneg.encode.v2\0")
     h.update(f"{fingerprint}\0{int(shard_size)}\0{len(texts)}\0".encode())
+    if batch_size is not None:
+        h.update(f"batch_size={int(batch_size)}\0".encode())
     for t in texts:
         b = t.encode("utf-8", "surrogatepass")
         h.update(len(b).to_bytes(8, "little"))
@@ -540,25 +572,117 @@ def cache_key(texts: Sequence[str], fingerprint: str, *, shard_size: int) -> str
     return h.hexdigest()
 
 
-def _shard_name(i: int) -> str:
-    return f"shard_{i:05d}.npy"
+_KEY = re.compile(r"^[0-9a-f]{64}$")
+_SHARD = re.compile(r"^shard_(?P<index>\d{5})-(?P<sha>[0-9a-f]{64})\.npy$")
+_F32 = np.dtype("<f4")
+#: Largest D a cached shard may declare when the encoder's D is not known yet.
+_MAX_DIM = 1 << 16
 
 
-def _load_shard(path: Path, rows: int, dim: int | None) -> np.ndarray | None:
-    """A cached shard when it is complete and well formed, else None (to be recomputed)."""
-    if not path.is_file():
+def _shard_name(i: int, sha: str) -> str:
+    return f"shard_{i:05d}-{sha}.npy"
+
+
+def _shard_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(arr, dtype=_F32), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _read_shard(path: Path, sha: str, rows: int, dim: int | None) -> np.ndarray | None:
+    """One shard file if its bytes hash to ``sha`` and its header is exactly (rows, D) float32.
+
+    The declared size is checked against the file's size before anything is allocated, and the
+    payload is read with ``np.fromfile``: a planted or damaged header cannot make it allocate.
+    """
+    size = path.stat().st_size
+    most = rows * (dim or _MAX_DIM) * _F32.itemsize + 65536
+    if size > most or file_sha256(path) != sha:
         return None
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError):
-        return None
-    if not isinstance(arr, np.ndarray) or arr.dtype != np.float32 or arr.ndim != 2:
-        return None
-    if arr.shape[0] != rows or arr.shape[1] < 1 or (dim is not None and arr.shape[1] != dim):
-        return None
+    with path.open("rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            return None
+        if fortran or dtype != _F32 or len(shape) != 2 or shape[0] != rows:
+            return None
+        d = int(shape[1])
+        if d < 1 or (dim is not None and d != dim) or size - fh.tell() != rows * d * 4:
+            return None
+        arr = np.fromfile(fh, dtype=_F32, count=rows * d).reshape(rows, d)
     if not np.isfinite(arr).all():
         return None
-    return arr
+    return arr.astype(np.float32, copy=False)
+
+
+def _load_shard(folder: Path, i: int, rows: int, dim: int | None) -> np.ndarray | None:
+    """Shard ``i`` when a file of it is complete, untouched and well formed, else None.
+
+    A shard is ``shard_<i>-<sha256 of its bytes>.npy``: any change to its bytes (flipped
+    payload, a zeroed file, an edited header) breaks the hash and the shard is recomputed.
+    """
+    for path in sorted(folder.glob(f"shard_{i:05d}-*.npy")):
+        m = _SHARD.match(path.name)
+        if m is None or not path.is_file():
+            continue
+        try:
+            arr = _read_shard(path, m["sha"], rows, dim)
+        except (OSError, ValueError, EOFError):
+            arr = None
+        if arr is not None:
+            return arr
+    return None
+
+
+def _save_shard(folder: Path, i: int, arr: np.ndarray) -> None:
+    """Write shard ``i`` atomically under its content hash; drop other files of that shard."""
+    data = _shard_bytes(arr)
+    name = _shard_name(i, hashlib.sha256(data).hexdigest())
+    atomic_write_bytes(folder / name, data)
+    for other in folder.glob(f"shard_{i:05d}-*.npy"):
+        if other.name != name and _SHARD.match(other.name):
+            other.unlink(missing_ok=True)
+
+
+def discard_cache(cache_dir: str | Path) -> None:
+    """Delete what :func:`encode` wrote under ``cache_dir``, and nothing else.
+
+    Per key folder (64 hex digits): its shard files, ``meta.json`` and stale temporary files;
+    then the key folder if it is empty. Files of any other name, and folders that still hold
+    one, stay. Used by ``posneg mine`` for its default ``<out>.cache``.
+    """
+    folder = Path(cache_dir)
+    if not folder.is_dir():
+        return
+    for key in folder.iterdir():
+        if not (key.is_dir() and not key.is_symlink() and _KEY.match(key.name)):
+            continue
+        remove_stale_temps(key)
+        for f in key.iterdir():
+            if f.is_file() and (_SHARD.match(f.name) or f.name == "meta.json"):
+                f.unlink(missing_ok=True)
+        try:
+            key.rmdir()
+        except OSError:  # something else is in it: leave it
+            pass
+
+
+def is_cache_folder(folder: str | Path) -> bool:
+    """Whether ``folder`` holds only what :func:`encode` writes (key folders of shards)."""
+    for key in Path(folder).iterdir():
+        if not (key.is_dir() and not key.is_symlink() and _KEY.match(key.name)):
+            return False
+        for f in key.iterdir():
+            if not f.is_file() or not (
+                _SHARD.match(f.name)
+                or f.name == "meta.json"
+                or (f.name.startswith(".") and f.name.endswith(".tmp"))
+            ):
+                return False
+    return True
 
 
 def _encode_shard(texts: list[str], encoder: TextEncoder, on_piece: Callable[[int], None]) -> Any:
@@ -630,22 +754,23 @@ def encode(
                 stacklevel=2,
             )
         else:
-            folder = Path(cache_dir) / cache_key(items, encoder.fingerprint, shard_size=shard_size)
+            key = cache_key(
+                items, encoder.fingerprint, shard_size=shard_size, batch_size=encoder.batch_size
+            )
+            folder = Path(cache_dir) / key
             folder.mkdir(parents=True, exist_ok=True)
+            remove_stale_temps(folder)  # left by a writer that was killed
 
     dim = encoder._dim
     shards: list[np.ndarray] = []
     with tracker(progress, desc, n) as advance:
         for i, start in enumerate(range(0, n, shard_size)):
             chunk = items[start : start + shard_size]
-            path = None if folder is None else folder / _shard_name(i)
-            arr = None if path is None else _load_shard(path, len(chunk), dim)
+            arr = None if folder is None else _load_shard(folder, i, len(chunk), dim)
             if arr is None:
                 arr = _encode_shard(chunk, encoder, advance)
-                if path is not None:
-                    buf = io.BytesIO()
-                    np.save(buf, arr, allow_pickle=False)
-                    atomic_write_bytes(path, buf.getvalue())
+                if folder is not None:
+                    _save_shard(folder, i, arr)
             else:
                 advance(len(chunk))
             if dim is None:
