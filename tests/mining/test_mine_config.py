@@ -60,7 +60,15 @@ def test_choices_match_the_literal_types() -> None:
         ({"temperature": "hot"}, "--temperature must be a number; got str"),
         ({"margin": -1.0}, "--margin must be >= 0; got -1.0"),
         ({"relative_margin": -0.1}, "--relative-margin must be >= 0; got -0.1"),
-        ({"max_score": float("nan")}, "--max-score must be a number; got nan"),
+        ({"max_score": float("nan")}, "--max-score must be a finite number; got nan"),
+        # issue 22: these were accepted here and failed only after encoding
+        ({"max_score": float("inf")}, "--max-score must be a finite number; got inf"),
+        ({"margin": float("nan")}, "--margin must be a finite number; got nan"),
+        ({"relative_margin": float("inf")}, "--relative-margin must be a finite number; got inf"),
+        ({"temperature": float("inf")}, "--temperature must be a finite number; got inf"),
+        ({"seed": 2**64}, "--seed must be between -2**63 and 2**64 - 1; got 18446744073709551616"),
+        ({"seed": -(2**63) - 1}, "--seed must be between -2**63 and 2**64 - 1"),
+        ({"device": "meta"}, "--device: 'meta' cannot compute embeddings; use auto, cpu"),
         ({"shard_size": 0}, "--shard-size must be >= 1; got 0"),
         ({"num_negatives": 0}, "--num-negatives must be >= 1; got 0"),
         ({"num_negatives": 2.5}, "--num-negatives must be an integer; got float"),
@@ -84,6 +92,11 @@ def test_cuda_without_cuda_is_an_input_error() -> None:
     with pytest.raises(InputError, match="--device: 'cuda' requested but CUDA is not available"):
         MineConfig(out="o.jsonl", device="cuda")
     assert resolve_device("auto") == torch.device("cpu")
+
+
+def test_seed_range_is_what_torch_takes() -> None:
+    for seed in (-(2**63), 2**64 - 1):
+        torch.Generator().manual_seed(MineConfig(out="o.jsonl", seed=seed).seed)
 
 
 def test_check_window() -> None:

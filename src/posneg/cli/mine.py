@@ -26,8 +26,8 @@ from posneg.mining.config import (
     resolve_device,
 )
 from posneg.mining.encode import DEFAULT_MODEL, TextEncoder
-from posneg.mining.files import check_out, read_input
-from posneg.mining.pipeline import mine_data
+from posneg.mining.files import read_input
+from posneg.mining.pipeline import check_paths, mine_data
 
 __all__ = ["ENCODER_FACTORY", "mine_cmd"]
 
@@ -146,7 +146,7 @@ def mine_cmd(
         cache_dir=cache_dir,
         shard_size=shard_size,
     )
-    check_out(out)
+    check_paths(config)  # nothing existing may be harmed: inputs, folders, a foreign cache
     # read and validate everything before the (slow) model load
     data = read_input(
         queries=queries,

@@ -31,9 +31,11 @@ from posneg._io import InputError
 
 __all__ = [
     "DEFAULT_RANGE_MAX",
+    "DEVICE_TYPES",
     "FORMATS",
     "INDEXES",
     "SAMPLINGS",
+    "SEED_RANGE",
     "IndexName",
     "MineConfig",
     "OutputFormat",
@@ -58,11 +60,18 @@ DEFAULT_RANGE_MAX = 100
 PathArg = str | os.PathLike[str]
 
 
+#: Device types that can embed texts and search (``meta`` has no data; others are untested).
+DEVICE_TYPES: tuple[str, ...] = ("cpu", "cuda", "mps")
+#: ``--seed`` range: what ``torch.Generator.manual_seed`` takes.
+SEED_RANGE: tuple[int, int] = (-(2**63), 2**64 - 1)
+
+
 def resolve_device(name: str) -> torch.device:
     """``cpu``, ``cuda``, ``cuda:1``, ``mps`` or ``auto`` (CUDA when present) to a torch.device.
 
     Raises:
-        InputError: naming ``--device``: an unknown device, or CUDA asked for where there is none.
+        InputError: naming ``--device``: an unknown device, a device type that cannot compute
+            embeddings (``meta``, ...), or CUDA or MPS asked for where there is none.
     """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -70,8 +79,14 @@ def resolve_device(name: str) -> torch.device:
         dev = torch.device(name)
     except (RuntimeError, TypeError) as exc:
         raise InputError(f"--device: unknown device {name!r}") from exc
+    if dev.type not in DEVICE_TYPES:
+        raise InputError(
+            f"--device: {name!r} cannot compute embeddings; use auto, cpu, cuda, cuda:N or mps"
+        )
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"--device: {name!r} requested but CUDA is not available here")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"--device: {name!r} requested but MPS is not available here")
     return dev
 
 
@@ -85,9 +100,13 @@ def _int(flag: str, value: Any, *, minimum: int | None = None) -> int:
 
 
 def _real(flag: str, value: Any) -> float:
+    """A finite real number (NaN and infinities are refused: every filter needs a real bound)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InputError(f"{flag} must be a number; got {type(value).__name__}")
-    return float(value)
+    value = float(value)
+    if not math.isfinite(value):
+        raise InputError(f"{flag} must be a finite number; got {value}")
+    return value
 
 
 def _choice(flag: str, what: str, value: Any, known: tuple[str, ...]) -> str:
@@ -120,13 +139,13 @@ class MineConfig:
         num_negatives: negatives per query (>= 1).
         range_min: first rank of the window (0-based, inclusive, >= 0).
         range_max: last rank of the window (inclusive); None: ``min(100, corpus - 1)``.
-        max_score: drop candidates scoring above this.
-        margin: drop candidates with ``score > positive_score - margin`` (>= 0).
+        max_score: drop candidates scoring above this (finite).
+        margin: drop candidates with ``score > positive_score - margin`` (finite, >= 0).
         relative_margin: drop candidates with ``score > positive_score * (1 - relative_margin)``
-            (>= 0).
+            (finite, >= 0).
         sampling: ``top``, ``uniform`` or ``softmax`` within the filtered window.
-        temperature: softmax sampling temperature (> 0).
-        seed: seed of the sampling generator.
+        temperature: softmax sampling temperature (finite, > 0).
+        seed: seed of the sampling generator (-2**63 .. 2**64 - 1).
         index: ``exact``, ``faiss-flat`` or ``faiss-ivf``.
         device: device of the exact index (``cpu``, ``cuda``, ``cuda:N``, ``auto``).
         cache_dir: folder for the embedding shards (kept); None: ``<out>.cache``, removed after
@@ -189,14 +208,14 @@ class MineConfig:
                     raise InputError(f"{flag} must be >= 0; got {v[name]}")
         if self.max_score is not None:
             v["max_score"] = _real("--max-score", self.max_score)
-            if math.isnan(v["max_score"]):
-                raise InputError("--max-score must be a number; got nan")
         v["shard_size"] = _int("--shard-size", self.shard_size, minimum=1)
         v["num_negatives"] = _int("--num-negatives", self.num_negatives, minimum=1)
         v["range_min"] = _int("--range-min", self.range_min, minimum=0)
         if self.range_max is not None:
             v["range_max"] = _int("--range-max", self.range_max)
         v["seed"] = _int("--seed", self.seed)
+        if not SEED_RANGE[0] <= v["seed"] <= SEED_RANGE[1]:
+            raise InputError(f"--seed must be between -2**63 and 2**64 - 1; got {v['seed']}")
         if not isinstance(self.device, str):
             raise InputError(f"--device must be a string; got {type(self.device).__name__}")
         resolve_device(self.device)

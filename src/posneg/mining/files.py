@@ -26,10 +26,15 @@ atomically (a temporary file in the same folder, then a rename), of the rows of
 - ``full``: rows ``{query_id, positive_ids, negative_ids, scores, ranks, positive_score}``, one
   per query: the mined corpus ids in order, their scores, their 0-based ranks in the query's full
   ranking, and the query's best positive score (pads for missing negatives are dropped, so the
-  lists may be shorter than ``k``).
+  lists may be shorter than ``k``). In Parquet, ids are ``int64`` when every id in the file is
+  an integer that fits int64, otherwise every id is written as a string.
 
 ``triplets`` and ``nway`` load with ``datasets.load_dataset("json", data_files=...)`` into the
 column order that sentence-transformers losses expect (anchor, positive, negatives ...).
+
+Text and string ids must be valid Unicode: a lone surrogate (JSON ``"\\ud800"``) is refused
+with its file and line. :func:`check_out` refuses an output (or its summary) that would
+replace an input file or a folder.
 
 Every user mistake raises :class:`posneg._io.InputError` naming the flag or the file and line.
 """
@@ -38,14 +43,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from posneg._io import (
     InputError,
-    atomic_open_text,
     atomic_target,
     iter_records,
     record_kind,
@@ -64,6 +68,7 @@ __all__ = [
     "read_queries_corpus",
     "sibling",
     "write_rows",
+    "write_rows_to",
 ]
 
 Id = str | int
@@ -100,18 +105,33 @@ class MiningData:
 # ---------------------------------------------------------------------------------------------
 
 
+def _check_unicode(value: str, where: str, name: str) -> str:
+    """Refuse a string that UTF-8 cannot encode (a lone surrogate such as ``"\\ud800"``)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = value[exc.start : exc.end].encode("unicode_escape").decode("ascii")
+        raise InputError(
+            f"{where}: field {name!r} holds a lone surrogate ({bad} at character {exc.start}), "
+            "which is not text"
+        ) from None
+    return value
+
+
 def _as_id(value: Any, where: str, name: str) -> Id:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise InputError(
             f"{where}: field {name!r} must be a string or integer; got {type_name(value)}"
         )
+    if isinstance(value, str):
+        _check_unicode(value, where, name)
     return value
 
 
 def _as_text(value: Any, where: str, name: str) -> str:
     if not isinstance(value, str):
         raise InputError(f"{where}: field {name!r} must be a string; got {type_name(value)}")
-    return value
+    return _check_unicode(value, where, name)
 
 
 def _line(where: str) -> str:
@@ -281,8 +301,23 @@ def read_input(
 # ---------------------------------------------------------------------------------------------
 
 
-def check_out(out: str | os.PathLike[str]) -> None:
-    """Check that ``out`` can name an output file (not a folder; Parquet needs pyarrow).
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name the same file (hard links and symlinks included)."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def check_out(
+    out: str | os.PathLike[str], *, inputs: Sequence[str | os.PathLike[str] | None] = ()
+) -> None:
+    """Check that ``out`` and its summary can be written without harming anything.
+
+    ``out`` must not be a folder, nor any of ``inputs``; its summary ``<out>.summary.json``
+    must not be a folder nor an input either; Parquet needs pyarrow.
 
     Raises:
         InputError: naming ``--out``.
@@ -290,6 +325,21 @@ def check_out(out: str | os.PathLike[str]) -> None:
     out = Path(out)
     if out.is_dir():
         raise InputError(f"--out: {out} is a folder; give a file name (.jsonl or .parquet)")
+    summary = sibling(out, ".summary.json")
+    if summary.is_dir():
+        raise InputError(
+            f"--out: the summary {summary} would replace a folder; move it away or choose "
+            "another --out"
+        )
+    for given in inputs:
+        if given is None:
+            continue
+        for target, what in ((out, "the output"), (summary, "the summary")):
+            if _same_file(target, Path(given)):
+                raise InputError(
+                    f"--out: {what} {target} is the input file {given}; writing it would "
+                    "destroy the input: choose another --out"
+                )
     if out.suffix.lower() == ".parquet":
         try:
             import pyarrow  # noqa: F401
@@ -348,6 +398,10 @@ def _column_names(output_format: str, k: int) -> list[str]:
     return ["query_id", "positive_ids", "negative_ids", "scores", "ranks", "positive_score"]
 
 
+def _fits_int64(value: Id) -> bool:
+    return isinstance(value, int) and -(2**63) <= value < 2**63
+
+
 def _write_parquet(path: Path, rows: Iterator[dict[str, Any]], output_format: str, k: int) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -361,9 +415,12 @@ def _write_parquet(path: Path, rows: Iterator[dict[str, Any]], output_format: st
         n += 1
     types: dict[str, Any] = {name: pa.string() for name in names}
     if output_format == "full":
-        sample = [*columns["query_id"], *(i for ids in columns["positive_ids"] for i in ids)]
-        id_type = pa.int64() if sample and all(isinstance(i, int) for i in sample) else pa.string()
-        if id_type == pa.string():  # mixed str/int ids: written as strings
+        ids = [
+            *columns["query_id"],
+            *(i for name in ("positive_ids", "negative_ids") for row in columns[name] for i in row),
+        ]
+        id_type = pa.int64() if all(_fits_int64(i) for i in ids) else pa.string()
+        if id_type == pa.string():  # str ids, mixed str/int, or integers beyond int64
             columns["query_id"] = [str(i) for i in columns["query_id"]]
             for name in ("positive_ids", "negative_ids"):
                 columns[name] = [[str(i) for i in ids] for ids in columns[name]]
@@ -377,8 +434,41 @@ def _write_parquet(path: Path, rows: Iterator[dict[str, Any]], output_format: st
         }
     schema = pa.schema([(name, types[name]) for name in names])
     table = pa.table({name: pa.array(columns[name], type=types[name]) for name in names}, schema)
-    with atomic_target(path) as tmp:
-        pq.write_table(table, str(tmp))
+    pq.write_table(table, str(path))
+    return n
+
+
+def write_rows_to(
+    path: str | os.PathLike[str],
+    rows: Iterator[dict[str, Any]],
+    output_format: str,
+    k: int,
+    *,
+    parquet: bool,
+) -> int:
+    """Write rows into ``path`` as it is (not atomically): for a temporary file of a commit.
+
+    Args:
+        path: the file to write (created or truncated).
+        rows: the rows of :func:`output_rows`.
+        output_format: ``triplets``, ``nway`` or ``full`` (fixes the Parquet columns).
+        k: negatives per row of ``nway``.
+        parquet: Parquet when True, else JSON Lines.
+
+    Returns:
+        The number of rows written.
+    """
+    path = Path(path)
+    if parquet:
+        return _write_parquet(path, rows, output_format, k)
+    n = 0
+    with open(path, "w", encoding="utf-8", newline="\n") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False, allow_nan=False))
+            fh.write("\n")
+            n += 1
+        fh.flush()
+        os.fsync(fh.fileno())
     return n
 
 
@@ -394,12 +484,5 @@ def write_rows(
         k: negatives per row of ``nway``.
     """
     path = Path(path)
-    if path.suffix.lower() == ".parquet":
-        return _write_parquet(path, rows, output_format, k)
-    n = 0
-    with atomic_open_text(path) as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False, allow_nan=False))
-            fh.write("\n")
-            n += 1
-    return n
+    with atomic_target(path) as tmp:
+        return write_rows_to(tmp, rows, output_format, k, parquet=path.suffix.lower() == ".parquet")

@@ -11,10 +11,18 @@ false-negative filters reject; the rows are written atomically in the chosen for
 (:func:`posneg.mining.files.write_rows`).
 
 Beside the output, ``<out>.summary.json`` records the configuration, the counts, how many
-candidates each filter removed and the timings. The embedding shards live in ``cache_dir``; by
-default ``<out>.cache/`` next to the output, which is deleted after a successful run (it only
-serves resuming). An explicit ``cache_dir`` is kept, so later runs with other filters or windows
-reuse the embeddings. A failed run leaves no output file.
+candidates each filter removed, the timings and the output's sha256. The embedding shards live
+in ``cache_dir``; by default ``<out>.cache/`` next to the output, whose shards are deleted after
+a successful run (it only serves resuming); a folder of that name that holds anything posneg did
+not write is refused, never deleted. An explicit ``cache_dir`` is kept, so later runs with other
+filters or windows reuse the embeddings.
+
+The output and the summary are one commit (:func:`posneg._io.atomic_targets`): both are written
+to temporary files, then renamed, the summary last. A failure before or during the renames
+leaves the old output and the old summary as they were (or none, if there were none); a process
+killed between the two renames leaves the new output beside the old summary, which
+:func:`summary_matches` detects (the summary's ``output_sha256`` is the output's hash) and a
+rerun repairs. Temporary files of killed runs are deleted by the next run.
 
 Python use::
 
@@ -30,7 +38,6 @@ Python use::
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -39,22 +46,36 @@ from typing import Any
 
 import torch
 
-from posneg._io import InputError, atomic_write_text
+from posneg._io import (
+    InputError,
+    atomic_targets,
+    atomic_write_text,
+    file_sha256,
+    remove_stale_temps,
+)
 from posneg._progress import ProgressCallback, check_progress
 from posneg.mining.config import MineConfig, check_window, resolve_device
-from posneg.mining.encode import TextEncoder, encode
+from posneg.mining.encode import TextEncoder, discard_cache, encode, is_cache_folder
 from posneg.mining.files import (
     MiningData,
     check_out,
     output_rows,
     read_input,
     sibling,
-    write_rows,
+    write_rows_to,
 )
 from posneg.mining.index import ExactIndex, FaissIndex, Index
 from posneg.mining.mine import MinedNegatives, duplicate_groups, mine
 
-__all__ = ["MineSummary", "make_index", "mine_data", "mine_files"]
+__all__ = [
+    "MineSummary",
+    "cache_folder",
+    "check_paths",
+    "make_index",
+    "mine_data",
+    "mine_files",
+    "summary_matches",
+]
 
 
 @dataclass(frozen=True)
@@ -74,6 +95,7 @@ class MineSummary:
         skipped_queries: queries left out of the output (``nway``: too few negatives).
         config: the resolved options.
         seconds: wall time per stage (encode_corpus, encode_queries, mine, write, total).
+        output_sha256: the sha256 of the output file's bytes (see :func:`summary_matches`).
     """
 
     out: Path
@@ -88,6 +110,7 @@ class MineSummary:
     skipped_queries: int
     config: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    output_sha256: str = ""
 
     def table_rows(self) -> list[tuple[str, str]]:
         """(item, count) rows for the terminal table."""
@@ -102,11 +125,62 @@ class MineSummary:
         ]
         return rows
 
-    def write(self) -> Path:
-        """Write the summary as JSON to :attr:`summary`, atomically; return its path."""
+    def to_json(self) -> str:
+        """The summary as the JSON text of ``<out>.summary.json``."""
         payload = asdict(self)
         payload["out"], payload["summary"] = str(self.out), str(self.summary)
-        return atomic_write_text(self.summary, json.dumps(payload, indent=2) + "\n")
+        return json.dumps(payload, indent=2) + "\n"
+
+    def write(self) -> Path:
+        """Write the summary as JSON to :attr:`summary`, atomically; return its path."""
+        return atomic_write_text(self.summary, self.to_json())
+
+
+def summary_matches(out: str | Path) -> bool:
+    """Whether ``<out>.summary.json`` describes the file ``out`` now holds (by sha256).
+
+    ``False`` when either file is missing, the summary is unreadable, or the hashes differ (a
+    run killed between renaming the output and renaming the summary): rerun the command.
+    """
+    out = Path(out)
+    try:
+        saved = json.loads(sibling(out, ".summary.json").read_text(encoding="utf-8"))
+        return bool(saved.get("output_sha256")) and saved["output_sha256"] == file_sha256(out)
+    except (OSError, ValueError, AttributeError, TypeError):
+        return False
+
+
+def cache_folder(config: MineConfig) -> Path:
+    """The embedding cache folder: ``config.cache_dir``, or ``<out>.cache`` by default."""
+    if config.cache_dir is not None:
+        return Path(config.cache_dir)
+    return sibling(config.out_path, ".cache")
+
+
+def check_paths(config: MineConfig) -> None:
+    """Check, before anything is read or loaded, that a run cannot harm existing files.
+
+    The output and its summary must not be a folder or an input file (:func:`check_out`); the
+    cache folder must not be the output nor an existing file; the default ``<out>.cache``, if it
+    exists, must hold only what posneg writes there (it is deleted after a successful run).
+
+    Raises:
+        InputError: naming ``--out`` or ``--cache-dir``.
+    """
+    out = config.out_path
+    check_out(out, inputs=(config.queries, config.corpus, config.pairs))
+    cache = cache_folder(config)
+    flag = "--out" if config.cache_dir is None else "--cache-dir"
+    if cache.resolve() == out.resolve():
+        raise InputError(f"--cache-dir: {cache} is the output file; choose another folder")
+    if cache.exists() and not cache.is_dir():
+        raise InputError(f"{flag}: the cache folder {cache} exists and is not a folder")
+    if config.cache_dir is None and cache.is_dir() and not is_cache_folder(cache):
+        raise InputError(
+            f"--out: {cache} exists and holds files posneg did not write; posneg mine uses "
+            "<out>.cache for its embeddings and deletes them after the run: move that folder "
+            "away or give --cache-dir"
+        )
 
 
 def make_index(index: str, device: torch.device) -> Index:
@@ -229,8 +303,9 @@ def mine_data(
         The run's :class:`MineSummary` (also written to ``<out>.summary.json``).
 
     Raises:
-        InputError: naming the flag: the output is a folder, or the window does not fit inside
-            the corpus.
+        InputError: naming the flag: the output is a folder or an input, the default cache
+            folder holds files posneg did not write, or the window does not fit inside the
+            corpus.
         TypeError: ``config`` is not a :class:`MineConfig`, or ``progress`` is neither a bool
             nor a callable.
     """
@@ -239,14 +314,21 @@ def mine_data(
         raise TypeError(f"mine_data: config must be a MineConfig; got {type(config).__name__}")
     check_progress("mine_data", progress)
     out = config.out_path
-    check_out(out)
+    summary_path = sibling(out, ".summary.json")
+    check_paths(config)
     range_max = check_window(
         len(data.corpus_texts),
         num_negatives=config.num_negatives,
         range_min=config.range_min,
         range_max=config.range_max,
     )
-    cache = sibling(out, ".cache") if config.cache_dir is None else Path(config.cache_dir)
+    cache = cache_folder(config)
+    # an empty folder that was already there (perhaps the user's) is left in place
+    kept_empty = cache.is_dir() and not any(cache.iterdir())
+    if config.cache_dir is None:
+        cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for target in (out, summary_path):  # temporary files of runs that were killed
+        remove_stale_temps(target.parent, target.name)
     seconds: dict[str, float] = {}
     corpus_emb, query_emb = _embed(data, encoder, config, cache, progress, seconds)
 
@@ -258,27 +340,37 @@ def mine_data(
     too_few = int((valid < config.num_negatives).sum())
     t = time.perf_counter()
     rows = output_rows(data, mined, config.output_format, config.num_negatives)
-    n_rows = write_rows(out, rows, config.output_format, config.num_negatives)
-    seconds["write"] = time.perf_counter() - t
-    seconds["total"] = time.perf_counter() - start
-
-    summary = MineSummary(
-        out=out,
-        summary=sibling(out, ".summary.json"),
-        format=config.output_format,
-        queries=len(data.query_texts),
-        corpus=len(data.corpus_texts),
-        rows=n_rows,
-        removed={k: int(v) for k, v in mined.removed.items() if k != "rescore"},
-        too_few_negatives=too_few,
-        no_negatives=int((valid == 0).sum()),
-        skipped_queries=too_few if config.output_format == "nway" else 0,
-        config={**_resolved(config, range_max, encoder, cache), **(record or {})},
-        seconds={k: round(v, 3) for k, v in seconds.items()},
-    )
-    summary.write()
+    parquet = out.suffix.lower() == ".parquet"
+    with atomic_targets(out, summary_path) as (tmp_out, tmp_summary):  # one commit
+        n_rows = write_rows_to(
+            tmp_out, rows, config.output_format, config.num_negatives, parquet=parquet
+        )
+        digest = file_sha256(tmp_out)
+        seconds["write"] = time.perf_counter() - t
+        seconds["total"] = time.perf_counter() - start
+        summary = MineSummary(
+            out=out,
+            summary=summary_path,
+            format=config.output_format,
+            queries=len(data.query_texts),
+            corpus=len(data.corpus_texts),
+            rows=n_rows,
+            removed={k: int(v) for k, v in mined.removed.items() if k != "rescore"},
+            too_few_negatives=too_few,
+            no_negatives=int((valid == 0).sum()),
+            skipped_queries=too_few if config.output_format == "nway" else 0,
+            config={**_resolved(config, range_max, encoder, cache), **(record or {})},
+            seconds={k: round(v, 3) for k, v in seconds.items()},
+            output_sha256=digest,
+        )
+        tmp_summary.write_text(summary.to_json(), encoding="utf-8")
     if config.cache_dir is None:
-        shutil.rmtree(cache, ignore_errors=True)
+        discard_cache(cache)
+        if not kept_empty:
+            try:
+                cache.rmdir()
+            except OSError:  # something else appeared in it: leave it
+                pass
     return summary
 
 
@@ -320,7 +412,7 @@ def mine_files(
     if not isinstance(config, MineConfig):
         raise TypeError(f"mine_files: config must be a MineConfig; got {type(config).__name__}")
     check_progress("mine_files", progress)
-    check_out(config.out_path)
+    check_paths(config)
     data = read_input(
         queries=config.queries,
         corpus=config.corpus,
