@@ -153,6 +153,102 @@ def test_pml_returns_zero_where_we_differ() -> None:
     assert zz.grad is not None and (zz.grad == 0).all()
 
 
+def reference_supcon(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float = 0.07,
+    base_temperature: float = 0.07,
+) -> torch.Tensor:
+    """Transcription of HobbitLong/SupContrast ``losses.py::SupConLoss.forward`` (commit
+    66a8fe53880d6a1084b2e4e0db0a019024d6d41a), ``contrast_mode="all"``, in float64.
+
+    ``features`` is (bsz, n_views, D), not normalised inside (the caller normalises), as there.
+    An anchor without a positive has ``mask_pos_pairs`` set to 1, so its mean log-probability
+    is 0, and the final ``.mean()`` runs over all ``n_views * bsz`` anchors.
+    """
+    f = features.detach().to(torch.float64)
+    bsz, views = f.shape[0], f.shape[1]
+    y = labels.view(-1, 1)
+    mask = torch.eq(y, y.T).to(torch.float64)
+    contrast = torch.cat(torch.unbind(f, dim=1), dim=0)
+    scores = contrast @ contrast.T / temperature
+    logits = scores - scores.max(dim=1, keepdim=True).values
+    mask = mask.repeat(views, views)
+    logits_mask = torch.ones_like(mask)
+    logits_mask[torch.arange(bsz * views), torch.arange(bsz * views)] = 0
+    mask = mask * logits_mask
+    exp_logits = torch.exp(logits) * logits_mask
+    log_prob = logits - torch.log(exp_logits.sum(1, keepdim=True))
+    pairs = mask.sum(1)
+    pairs = torch.where(pairs < 1e-6, torch.ones_like(pairs), pairs)
+    mean_log_prob_pos = (mask * log_prob).sum(1) / pairs
+    loss = -(temperature / base_temperature) * mean_log_prob_pos
+    return loss.view(views, bsz).mean()
+
+
+def _issue_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """Labels [0, 1, 1, 2], one view: anchors 0 and 3 have no positive (issue 11's case)."""
+    g = torch.Generator().manual_seed(0)
+    z = torch.nn.functional.normalize(torch.randn(4, 8, generator=g, dtype=torch.float64), dim=1)
+    return z, torch.tensor([0, 1, 1, 2])
+
+
+def test_zero_mode_equals_reference_transcription() -> None:
+    z, y = _issue_batch()
+    ref = reference_supcon(z.unsqueeze(1), y, temperature=0.07)
+    torch.testing.assert_close(supcon(z, y, temperature=0.07, no_positive="zero"), ref)
+    # the default differs on purpose: the mean runs over the two anchors that have a positive
+    excluded = supcon(z, y, temperature=0.07)
+    torch.testing.assert_close(excluded, 2 * ref)
+    assert not torch.isclose(excluded, ref)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_zero_mode_equals_reference_two_views(seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    bsz = 7
+    feats = torch.nn.functional.normalize(
+        torch.randn(bsz, 2, 5, generator=g, dtype=torch.float64), dim=2
+    )
+    y = torch.randint(0, 3, (bsz,), generator=g)
+    rows = torch.cat([feats[:, 0], feats[:, 1]])  # the reference's torch.cat(unbind(dim=1))
+    ours = supcon(rows, torch.cat([y, y]), temperature=0.1, no_positive="zero")
+    torch.testing.assert_close(ours, reference_supcon(feats, y, 0.1, base_temperature=0.1))
+    # with two views every anchor has a positive: all three modes agree
+    torch.testing.assert_close(ours, supcon(rows, torch.cat([y, y]), temperature=0.1))
+
+
+def test_zero_mode_reductions_and_empty_batch() -> None:
+    z, _ = _batch(9, 5, 2, seed=3)
+    y = torch.tensor([0, 0, 0, 1, 1, 2, 3, 4, 1])
+    each = supcon(z, y, temperature=0.2, no_positive="zero", reduction="none")
+    mask = supcon_has_positive(y)
+    assert (each[~mask] == 0).all()
+    torch.testing.assert_close(each[mask], supcon(z, y, temperature=0.2, reduction="none")[mask])
+    torch.testing.assert_close(supcon(z, y, temperature=0.2, no_positive="zero"), each.sum() / 9)
+    torch.testing.assert_close(
+        supcon(z, y, temperature=0.2, no_positive="zero", reduction="sum"),
+        supcon(z, y, temperature=0.2, reduction="sum"),
+    )
+    # no positive at all: the reference's 0, connected, and no warning
+    zz = z[:5].clone().requires_grad_(True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss = supcon(zz, torch.arange(5), no_positive="zero")
+    assert float(loss.detach()) == 0.0
+    loss.backward()
+    assert zz.grad is not None and (zz.grad == 0).all()
+    ref = reference_supcon(z[:5].unsqueeze(1), torch.arange(5), temperature=0.1)
+    assert float(ref) == 0.0
+
+
+def test_zero_mode_module_and_repr() -> None:
+    z, y = _issue_batch()
+    module = SupConLoss(temperature=0.07, no_positive="zero")
+    assert "no_positive='zero'" in repr(module)
+    torch.testing.assert_close(module(z, y), supcon(z, y, temperature=0.07, no_positive="zero"))
+
+
 # --- 3. properties ---------------------------------------------------------------------------
 
 
@@ -300,7 +396,7 @@ def test_errors_hyperparameters() -> None:
     with pytest.raises(TypeError, match="supcon: temperature must be a real number"):
         supcon(z, y, temperature="0.1")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="supcon: no_positive must be one of"):
-        supcon(z, y, no_positive="zero")  # type: ignore[arg-type]
+        supcon(z, y, no_positive="ignore")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="supcon: reduction must be one of"):
         supcon(z, y, reduction="avg")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="supcon: chunk_size must be >= 1"):

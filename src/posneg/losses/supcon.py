@@ -30,8 +30,8 @@ CITATION = """
 }
 """
 
-NoPositive = Literal["exclude", "error"]
-_NO_POSITIVE: tuple[str, ...] = ("exclude", "error")
+NoPositive = Literal["exclude", "zero", "error"]
+_NO_POSITIVE: tuple[str, ...] = ("exclude", "zero", "error")
 
 
 def supcon_has_positive(labels: torch.Tensor) -> torch.Tensor:
@@ -73,15 +73,12 @@ def supcon(
     other than ``i`` with ``labels[i]``. Several views of one image enter as separate rows with
     the same label (``torch.cat([z1, z2])`` with ``torch.cat([y, y])``), which is the paper's
     multiview batch. The paper sums over anchors; ``reduction="mean"`` divides by the number of
-    counted anchors, like the reference code. The reference code's extra factor
+    counted anchors (see ``no_positive``). The reference code's extra factor
     ``temperature / base_temperature`` (1 at its defaults) is not applied, as in the paper and
     in pytorch-metric-learning.
 
     Anchors without a positive (a label that occurs once in the batch) have no :math:`\ell_i`:
-    the paper's formula divides by :math:`|P(i)| = 0`. They are never counted as a silent 0
-    (pytorch-metric-learning gives them a per-anchor loss of 0, which its default
-    ``AvgNonZeroReducer`` then skips but a ``MeanReducer`` would average in; with no positive
-    pair in the batch at all it returns 0, its issue #744). Here:
+    the paper's formula divides by :math:`|P(i)| = 0`. Here:
 
     - ``no_positive="exclude"`` (default): such anchors are dropped; ``"mean"`` averages over
       the anchors that have a positive, ``"sum"`` sums over them, ``"none"`` returns NaN in
@@ -90,9 +87,24 @@ def supcon(
       negatives (denominator terms) of the other anchors. If *no* anchor has a positive,
       ``"mean"`` and ``"sum"`` return a zero that stays connected to ``features``' graph (zero
       gradient) and a ``UserWarning`` is issued; ``"none"`` returns all NaN with the warning.
+      This equals pytorch-metric-learning's ``SupConLoss`` with its default
+      ``AvgNonZeroReducer``.
+    - ``no_positive="zero"``: the reference code's behaviour (HobbitLong/SupContrast,
+      ``losses.py``, commit 66a8fe5: ``mask_pos_pairs`` is set to 1 where an anchor has no
+      positive, so its ``mean_log_prob_pos`` is 0, and the final ``.mean()`` runs over all
+      anchors). Such anchors count as 0 and ``"mean"`` divides by all N anchors; ``"none"`` has
+      0 in their entries; ``"sum"`` equals the ``"exclude"`` sum. A batch with no positive at
+      all gives a connected 0 without a warning (the value is defined by this convention).
+      With labels ``[0, 1, 1, 2]`` the ``"zero"`` mean is exactly half the ``"exclude"`` mean.
     - ``no_positive="error"``: raise ``ValueError`` when any anchor lacks a positive.
 
-    Both modes read the label counts on the host (one small device sync).
+    Why ``"exclude"`` is the default: an anchor without a positive carries no supervised signal,
+    and averaging zeros in makes the loss's scale (and the effective learning rate) depend on how
+    many singleton labels a batch happens to hold; excluding them keeps every counted term the
+    paper's :math:`\ell_i`. It is also the behaviour posneg has always had, so results for the
+    same seeds are unchanged. Choose ``"zero"`` to reproduce numbers from the reference code.
+
+    Every mode reads the label counts on the host (one small device sync).
 
     Unlike pytorch-metric-learning, a batch whose samples all share one label is not set to 0:
     the formula is defined there (every other sample is a positive and in the denominator) and
@@ -107,13 +119,15 @@ def supcon(
         labels: (N,) integer class labels on ``features``' device.
         temperature: softmax temperature, > 0.
         normalize: L2-normalise ``features`` first (cosine similarity), as the paper does.
-        no_positive: ``"exclude"`` or ``"error"``; see above.
+        no_positive: ``"exclude"`` (default), ``"zero"`` (the reference code) or ``"error"``;
+            see above.
         reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
         chunk_size: anchor rows per block; ``None`` picks a block within the default budget.
 
     Returns:
         ``"mean"``/``"sum"``: a scalar (float32 for half inputs, else ``features``' dtype).
-        ``"none"``: (N,) per-anchor losses, NaN for anchors without a positive.
+        ``"none"``: (N,) per-anchor losses; for anchors without a positive NaN
+        (``"exclude"``) or 0 (``"zero"``).
 
     Raises:
         TypeError: ``features`` not a floating tensor, ``labels`` not an integer tensor, or a
@@ -134,6 +148,8 @@ def supcon(
         >>> y_single = torch.tensor([0, 0, 1, 1, 2, 2, 3, 4])  # labels 3 and 4 occur once
         >>> supcon(z, y_single, reduction="none")[-2:].isnan().tolist()
         [True, True]
+        >>> bool(supcon(z, y_single, no_positive="zero") < supcon(z, y_single))  # 6 of 8 anchors
+        True
     """
     fn = "supcon"
     _checks.check_embeddings(fn, "features", features, min_rows=2)
@@ -174,7 +190,7 @@ def supcon(
 
     per_anchor = map_rows(block, n, n, z, chunk_size=chunk_size)
 
-    if n_valid == 0:
+    if n_valid == 0 and no_positive == "exclude":
         warnings.warn(
             f"{fn}: no anchor has a positive (every label occurs once in a batch of {n}); "
             "the loss is undefined: returning a zero connected to the graph "
@@ -182,12 +198,13 @@ def supcon(
             UserWarning,
             stacklevel=2,
         )
+    fill = 0.0 if no_positive == "zero" else float("nan")
     if reduction == "none":
-        return torch.where(has_pos, per_anchor, torch.full_like(per_anchor, float("nan")))
+        return torch.where(has_pos, per_anchor, torch.full_like(per_anchor, fill))
     total = torch.where(has_pos, per_anchor, torch.zeros_like(per_anchor)).sum()
     if reduction == "sum" or n_valid == 0:
         return total
-    return total / n_valid
+    return total / (n if no_positive == "zero" else n_valid)
 
 
 class SupConLoss(nn.Module):
