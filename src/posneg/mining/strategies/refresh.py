@@ -5,7 +5,9 @@ Strategies built from these pieces (each with :func:`~posneg.mining.strategies.s
 or any loss that takes negatives):
 
 - **random negatives**: :func:`random_negatives` draws, per query, documents that are not
-  positives (DRhard's "Rand-Neg").
+  positives. DRhard's "Rand-Neg" trains on these alone with
+  :func:`~posneg.mining.strategies.randneg.rand_neg_loss` (pairwise logistic, no in-batch
+  pairs); given to ``star_loss`` as ``hard_doc`` they are in-batch plus random negatives.
 - **static hard negatives**: a :class:`HardNegativePool` with ``refresh_every=None``, refreshed
   once before training from a warm-up model's embeddings (STAR's negatives).
 - **ANCE-style dynamic negatives**: the same pool with ``refresh_every=N``; every N steps

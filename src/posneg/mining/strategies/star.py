@@ -4,8 +4,10 @@ The training objective of STAR (Stable Training Algorithm for dense Retrieval), 
 per-row block run through :func:`posneg._tiling.map_rows`: each block scores its queries against
 the batch's positive documents (in-batch "random" negatives) and against every hard negative in
 the batch, masks the pairs that are relevant and sums the pairwise logistic losses. Without hard
-negatives it is DRhard's in-batch baseline ("Inbatch-Neg"); with random documents as
-``hard_doc`` it is its "Rand-Neg" baseline.
+negatives it is DRhard's in-batch baseline ("Inbatch-Neg", ``inbatch_train`` without
+``other_doc_ids``). With random documents as ``hard_doc`` it is in-batch *plus* random
+negatives, which is not DRhard's "Rand-Neg": that baseline (``randneg_train``) uses the random
+pairs only; see :func:`~posneg.mining.strategies.randneg.rand_neg_loss`.
 """
 
 from __future__ import annotations
@@ -102,7 +104,9 @@ def star_loss(
         query: (B, D) query embeddings.
         pos_doc: (B, D) document embeddings; row i is a positive of query i.
         hard_doc: (H, D) hard-negative document embeddings of the batch, or ``None`` (in-batch
-            negatives only: DRhard's "Inbatch-Neg" training).
+            negatives only: DRhard's "Inbatch-Neg" training, pairwise logistic loss). Random
+            documents here do not give DRhard's "Rand-Neg" (which has no in-batch pairs; use
+            :func:`~posneg.mining.strategies.randneg.rand_neg_loss`).
         relevant: (B, B) bool, ``relevant[i, j]`` True when ``pos_doc[j]`` is relevant to query
             i (for example two queries sharing a positive); ``None``: only the diagonal.
         hard_relevant: (B, H) bool, True when ``hard_doc[m]`` is relevant to query i;
