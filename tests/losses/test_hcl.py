@@ -399,3 +399,191 @@ def test_errors_hyperparameters() -> None:
         CrossModalHCLLoss(num_negatives="B")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"CrossModalHCLLoss: beta must be >= 0"):
         CrossModalHCLLoss(beta=-0.5)
+
+
+# --- official code transcribed: HCL criterion, HAR MM_HNL, the --anneal schedule ---------------
+
+
+def official_hcl_criterion(
+    out_1: torch.Tensor,
+    out_2: torch.Tensor,
+    tau_plus: float,
+    beta: float,
+    temperature: float,
+    estimator: str = "hard",
+) -> torch.Tensor:
+    """Transcription of joshr17/HCL ``image/main.py::criterion`` (commit
+    7b4647fac271c78a2a9d619fe3f2929ecfaf33df), float64; ``out_*`` already normalised."""
+    b = out_1.shape[0]
+    out = torch.cat([out_1, out_2], dim=0)
+    neg = torch.exp(out @ out.T / temperature)
+    mask = torch.ones((b, 2 * b), dtype=torch.bool)
+    for i in range(b):
+        mask[i, i] = False
+        mask[i, i + b] = False
+    mask = torch.cat((mask, mask), 0)
+    neg = neg.masked_select(mask).view(2 * b, -1)
+    pos = torch.exp((out_1 * out_2).sum(dim=-1) / temperature)
+    pos = torch.cat([pos, pos], dim=0)
+    if estimator == "hard":
+        n = b * 2 - 2
+        imp = (beta * neg.log()).exp()
+        reweight_neg = (imp * neg).sum(dim=-1) / imp.mean(dim=-1)
+        ng = (-tau_plus * n * pos + reweight_neg) / (1 - tau_plus)
+        ng = torch.clamp(ng, min=n * math.e ** (-1 / temperature))
+    else:
+        ng = neg.sum(dim=-1)
+    return (-torch.log(pos / (pos + ng))).mean()
+
+
+def official_mm_hnl(
+    features_1: torch.Tensor,
+    features_2: torch.Tensor,
+    *,
+    temperature: float,
+    tau_plus: float,
+    beta: float,
+    estimator: str = "hard",
+    squeeze_positive: bool = False,
+) -> torch.Tensor:
+    """Transcription of hyeong96/Multimodal-Contrastive-Learning-HAR-with-HNS
+    ``models/cmchnl.py::MM_HNL.get_CMCHNL_loss`` (commit
+    bf2d088db4d50053f4770622939f5a4dea769105), float64.
+
+    As written, ``pos`` is (2B, 1) and ``Ng`` (2B,), so the loss broadcasts to (2B, 2B) before
+    the mean; ``squeeze_positive=True`` is the same code with ``pos`` squeezed to (2B,).
+    """
+    b = features_1.shape[0]
+    f1 = torch.nn.functional.normalize(features_1, dim=1)
+    f2 = torch.nn.functional.normalize(features_2, dim=1)
+    sim = torch.exp(f1 @ f2.T / temperature)
+    mask = torch.eye(b, dtype=torch.bool)
+    pos = torch.cat([sim[mask].view(b, -1), sim[mask].view(b, -1)], dim=0)  # (2B, 1)
+    if squeeze_positive:
+        pos = pos.squeeze(1)
+    neg = torch.cat([sim[~mask].view(b, -1), sim.T[~mask].view(b, -1)])  # (2B, B - 1)
+    if estimator == "hard":
+        n = b * 2 - 2
+        imp = (beta * neg.log()).exp()
+        reweight_neg = (imp * neg).sum(dim=-1) / imp.mean(dim=-1)
+        ng = (-tau_plus * n * pos + reweight_neg) / (1 - tau_plus)
+        ng = torch.clamp(ng, min=n * math.e ** (-1 / temperature))
+    else:
+        ng = neg.sum(dim=-1)
+    return (-torch.log(pos / (pos + ng))).mean()
+
+
+def _unit_pair(seed: int, b: int = 6, d: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    z1 = torch.randn(b, d, generator=g, dtype=torch.float64)
+    z2 = z1 + 0.8 * torch.randn(b, d, generator=g, dtype=torch.float64)
+    return (
+        torch.nn.functional.normalize(z1, dim=1),
+        torch.nn.functional.normalize(z2, dim=1),
+    )
+
+
+@pytest.mark.parametrize("estimator", ["hard", "easy"])
+@pytest.mark.parametrize(("beta", "tau_plus"), [(1.0, 0.1), (0.5, 0.0), (2.0, 0.3)])
+def test_hcl_equals_official_criterion(estimator: str, beta: float, tau_plus: float) -> None:
+    z1, z2 = _unit_pair(0)
+    expected = official_hcl_criterion(z1, z2, tau_plus, beta, 0.5, estimator)
+    got = hcl(z1, z2, temperature=0.5, beta=beta, tau_plus=tau_plus, estimator=estimator)  # type: ignore[arg-type]
+    torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.parametrize("estimator", ["hard", "easy"])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_cross_modal_faithful_is_official_with_positive_squeezed(estimator: str, seed: int) -> None:
+    a, b = _unit_pair(seed)
+    kw = {"temperature": 0.1, "tau_plus": 0.1, "beta": 1.0}
+    squeezed = official_mm_hnl(a, b, estimator=estimator, squeeze_positive=True, **kw)
+    ours = hcl_cross_modal(a, b, num_negatives="faithful", estimator=estimator, **kw)  # type: ignore[arg-type]
+    torch.testing.assert_close(ours, squeezed)
+
+
+def test_cross_modal_official_as_written_broadcasts_to_all_pairs() -> None:
+    """The code as written averages -log(pos_i / (pos_i + Ng_j)) over all (i, j): posneg's
+    per-anchor loss is its diagonal, a deliberate difference."""
+    a, b = _unit_pair(3)
+    kw = {"temperature": 0.1, "tau_plus": 0.1, "beta": 1.0}
+    written = official_mm_hnl(a, b, **kw)
+    ours = hcl_cross_modal(a, b, num_negatives="faithful", **kw)
+    assert not torch.isclose(written, ours, rtol=1e-3)
+    # the broadcast form, rebuilt from posneg's pieces: every positive against every Ng
+    zb = 6
+    sim = torch.exp(a @ b.T / 0.1)
+    pos = torch.cat([sim.diagonal(), sim.diagonal()])
+    mask = torch.eye(zb, dtype=torch.bool)
+    neg = torch.cat([sim[~mask].view(zb, -1), sim.T[~mask].view(zb, -1)])
+    n = 2 * zb - 2
+    rw = (neg**2).sum(-1) / neg.mean(-1)  # beta = 1
+    ng = ((-0.1 * n * pos[:, None] + rw[None, :]) / 0.9).clamp(min=n * math.exp(-10.0))
+    torch.testing.assert_close(written, (-torch.log(pos[:, None] / (pos[:, None] + ng))).mean())
+    # with pos equal for every anchor the broadcast changes nothing: a check of the transcription
+    same = torch.nn.functional.normalize(torch.ones(4, 3, dtype=torch.float64), dim=1)
+    other = same.clone()
+    torch.testing.assert_close(
+        official_mm_hnl(same, other, **kw),
+        official_mm_hnl(same, other, squeeze_positive=True, **kw),
+    )
+
+
+def _official_anneal(epochs: int, beta: float, n_steps: int = 9) -> list[float]:
+    """joshr17/HCL ``image/main.py`` (commit 7b4647f...): the beta each 1-based epoch trains
+    with under ``--anneal down``; stops where the official ``next(betas)`` would raise."""
+    import numpy as np
+
+    betas = iter(np.linspace(beta, 0, n_steps))
+    used = []
+    for epoch in range(1, epochs + 1):
+        used.append(float(beta))
+        if epoch % int(epochs / n_steps) == 0:
+            try:
+                beta = next(betas)
+            except StopIteration:  # the official loop crashes here (after its last epoch)
+                break
+    return used
+
+
+@pytest.mark.parametrize(
+    ("epochs", "beta"), [(400, 1.0), (100, 0.5), (18, 2.0), (9, 1.0), (27, 1.0)]
+)
+def test_beta_schedule_equals_official_anneal(epochs: int, beta: float) -> None:
+    from posneg.losses.hcl import hcl_beta_schedule
+
+    official = _official_anneal(epochs, beta)
+    ours = [hcl_beta_schedule(e, epochs=epochs, beta=beta) for e in range(epochs)]
+    assert len(official) == epochs
+    for a, b in zip(ours, official, strict=True):
+        assert math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-15)
+
+
+def test_beta_schedule_properties_and_deliberate_differences() -> None:
+    from posneg.losses.hcl import hcl_beta_schedule
+
+    values = [hcl_beta_schedule(e, epochs=400, beta=1.0) for e in range(400)]
+    assert values[0] == 1.0 and values[87] == 1.0 and values[88] == 0.875
+    assert values[395] == 0.125 and values[396] == 0.0 and values[-1] == 0.0
+    assert all(x >= y for x, y in itertools.pairwise(values))  # monotone down
+    # 10 epochs: every = 1; the official iterator runs out after the 9th update, here beta
+    # stays at 0 (the official loop raises StopIteration after training its last epoch)
+    assert [hcl_beta_schedule(e, epochs=10) for e in range(10)][-1] == 0.0
+    assert _official_anneal(10, 1.0) == [hcl_beta_schedule(e, epochs=10) for e in range(10)]
+
+
+def test_beta_schedule_errors() -> None:
+    from posneg.losses.hcl import hcl_beta_schedule
+
+    with pytest.raises(ValueError, match="hcl_beta_schedule: epochs must be >= 9"):
+        hcl_beta_schedule(0, epochs=8)
+    with pytest.raises(ValueError, match=r"hcl_beta_schedule: epoch must be < epochs=20"):
+        hcl_beta_schedule(20, epochs=20)
+    with pytest.raises(ValueError, match="hcl_beta_schedule: epoch must be >= 0"):
+        hcl_beta_schedule(-1, epochs=20)
+    with pytest.raises(ValueError, match="hcl_beta_schedule: beta must be >= 0"):
+        hcl_beta_schedule(0, epochs=20, beta=-1.0)
+    with pytest.raises(ValueError, match="hcl_beta_schedule: steps must be >= 2"):
+        hcl_beta_schedule(0, epochs=20, steps=1)
+    with pytest.raises(TypeError, match="hcl_beta_schedule: epoch must be an int"):
+        hcl_beta_schedule(1.0, epochs=20)  # type: ignore[arg-type]

@@ -26,7 +26,7 @@ from posneg.losses.info_nce import (
     _two_views,
 )
 
-__all__ = ["CrossModalHCLLoss", "HCLLoss", "hcl", "hcl_cross_modal"]
+__all__ = ["CrossModalHCLLoss", "HCLLoss", "hcl", "hcl_beta_schedule", "hcl_cross_modal"]
 
 Estimator = Literal["hard", "easy"]
 NumNegatives = Literal["corrected", "faithful"]
@@ -167,6 +167,9 @@ def hcl(
     inactive; ``estimator="easy"`` is the code's plain ``Ng = sum_j exp(a_j)`` (NT-Xent, beta and
     tau_plus unused). "mean" averages over the 2B anchors.
 
+    The official ``--anneal down`` flag decays beta to 0 over training in 9 steps; that schedule
+    is :func:`hcl_beta_schedule` (set ``HCLLoss.beta`` from it at the start of each epoch).
+
     Args:
         z1: (B, D) embeddings of the first view.
         z2: (B, D) embeddings of the second view; ``z2[i]`` is the positive of ``z1[i]``.
@@ -269,6 +272,18 @@ def hcl_cross_modal(
     the importance weights are not detached. No labels are used: the abstract's "hard negatives
     that have different labels" is handled only through the tau_plus debiasing.
 
+    What "faithful" reproduces, and what it does not. The official ``MM_HNL.get_CMCHNL_loss``
+    (commit bf2d088db4d50053f4770622939f5a4dea769105) keeps the positives as a (2B, 1) column
+    (``similarity_matrix[mask].view(batch_size, -1)``) and the per-anchor negative sums as a
+    (2B,) vector, so ``-tau_plus * N * pos + reweight_neg`` and ``pos / (pos + Ng)`` broadcast
+    to (2B, 2B): every anchor's positive is paired with every anchor's negative sum
+    ``Ng[i, j]``, and the loss is the mean over all (2B)^2 pairs (the ``"easy"`` estimator
+    broadcasts the same way). posneg computes the per-anchor loss the authors evidently meant,
+    which is the official code with the positive squeezed to (2B,): with
+    ``num_negatives="faithful"`` it equals that squeezed version exactly (the tau_plus term
+    and clamp with ``N = 2B - 2``), and it differs from the code as written, whose (2B, 2B)
+    mean posneg does not offer. Both are tested against a transcription of ``MM_HNL``.
+
     Args:
         a: (B, D) embeddings of modality A.
         b: (B, D) embeddings of modality B; ``b[i]`` is the positive of ``a[i]``.
@@ -319,6 +334,58 @@ def hcl_cross_modal(
     a_to_b = map_rows(block, n, n, za, zb, chunk_size=chunk_size)
     b_to_a = map_rows(block, n, n, zb, za, chunk_size=chunk_size)
     return reduce_loss(0.5 * (a_to_b + b_to_a), reduction)
+
+
+def hcl_beta_schedule(epoch: int, *, epochs: int, beta: float = 1.0, steps: int = 9) -> float:
+    """HCL's ``--anneal down`` schedule: the beta to train epoch ``epoch`` (0-based) with.
+
+    Robinson et al., ICLR 2021, arXiv 2010.04592; official code joshr17/HCL, ``image/main.py``
+    (commit 7b4647fac271c78a2a9d619fe3f2929ecfaf33df): ``betas = iter(np.linspace(beta, 0,
+    n_steps))`` with ``n_steps = 9``, and after every official (1-based) epoch that is a
+    multiple of ``every = int(epochs / n_steps)`` the next value is taken. The first value taken
+    is ``beta`` itself, so with ``k = epoch // every`` updates done before this epoch::
+
+        beta_epoch = beta                                           if k == 0
+                   = beta * (1 - (min(k, steps) - 1) / (steps - 1))  otherwise
+
+    For the official 400 epochs: beta for epochs 0..87, then 7/8 beta from epoch 88, ..., and
+    0 from epoch 396 (the 9th value, taken after official epoch 396).
+
+    Deliberate differences, both where the official loop fails: when ``epochs`` is a multiple of
+    ``every`` with more than ``steps`` multiples (e.g. ``epochs=10``: ``every=1``) the official
+    iterator is exhausted and ``next(betas)`` raises ``StopIteration`` after the last epoch;
+    here beta simply stays at 0. With ``epochs < steps`` the official ``epoch % 0`` raises
+    ``ZeroDivisionError``; here that is a ``ValueError``.
+
+    Args:
+        epoch: the epoch about to be trained, 0-based, in ``[0, epochs)``.
+        epochs: total epochs, >= ``steps``.
+        beta: the starting beta, >= 0 (official default 1.0).
+        steps: number of values from ``beta`` down to 0 (official 9), >= 2.
+
+    Returns:
+        The beta for ``epoch`` (a float).
+
+    Raises:
+        TypeError: non-int ``epoch``, ``epochs`` or ``steps``; non-real ``beta``.
+        ValueError: ``epoch`` outside ``[0, epochs)``, ``epochs < steps``, ``steps < 2``,
+            ``beta < 0``.
+
+    Example:
+        >>> [hcl_beta_schedule(e, epochs=20, beta=1.0) for e in (0, 3, 4, 6, 19)]
+        [1.0, 1.0, 0.875, 0.75, 0.0]
+    """
+    fn = "hcl_beta_schedule"
+    n_steps = _checks.check_int(fn, "steps", steps, min_value=2)
+    total = _checks.check_int(fn, "epochs", epochs, min_value=n_steps)
+    e = _checks.check_int(fn, "epoch", epoch, min_value=0)
+    if e >= total:
+        raise ValueError(f"{fn}: epoch must be < epochs={total} (0-based); got {e}")
+    b = _checks.check_nonnegative(fn, "beta", beta)
+    k = e // (total // n_steps)
+    if k == 0:
+        return b
+    return b * (1.0 - (min(k, n_steps) - 1) / (n_steps - 1))
 
 
 class HCLLoss(nn.Module):
