@@ -201,6 +201,78 @@ def test_sampler_without_generator_follows_global_seed() -> None:
     assert _flat(sampler) == a
 
 
+def _official_cluster_use(epochs: int, refresh_at: dict[int, str]) -> list[str]:
+    """Which clustering each epoch's batches come from in the official loop (transcribed).
+
+    Extreme-classification/ngame ``libs/model.py::_fit`` (commit
+    f7029748f119d3a316ecbff16e23eb725ad1fe2c): the batch sampler is built before the loop from
+    ``indices_permutation()`` of the initial singleton clusters; each epoch first runs
+    ``update_sampler`` when a refresh is due, then ``_step`` over the order already in the
+    sampler, and only after the epoch ``update_order`` draws the next order from the current
+    clusters.
+    """
+    index = "random"  # ClusteringIndex.random_clustering(): singletons
+    order_from = index  # create_batch_sampler(...) -> indices_permutation()
+    used = []
+    for epoch in range(epochs):
+        if epoch in refresh_at:
+            index = refresh_at[epoch]  # train_loader.dataset.update_sampler(_X)
+        used.append(order_from)  # self._step(train_loader)
+        order_from = index  # self.update_order(train_loader)
+    return used
+
+
+def _which_clustering(batches: list[list[int]], plans: dict[str, set[frozenset[int]]]) -> str:
+    got = {frozenset(b) for b in batches}
+    return next((name for name, clusters in plans.items() if got == clusters), "random")
+
+
+@pytest.mark.parametrize("deferred", [False, True])
+def test_refresh_lag_matches_official_loop_when_deferred(deferred: bool) -> None:
+    n, size = 16, 4
+    by_block = torch.zeros(n, n // size)
+    by_block[torch.arange(n), torch.arange(n) // size] = 1.0  # clusters {0..3}, {4..7}, ...
+    by_stride = torch.zeros(n, size)
+    by_stride[torch.arange(n), torch.arange(n) % size] = 1.0  # clusters {0,4,8,12}, ...
+    noise = 0.01 * torch.randn(n, 4, generator=torch.Generator().manual_seed(0))
+    emb = {"block": torch.cat([by_block, noise], 1), "stride": torch.cat([by_stride, noise], 1)}
+    plans = {
+        "block": {frozenset(range(s, s + size)) for s in range(0, n, size)},
+        "stride": {frozenset(range(r, n, size)) for r in range(size)},
+    }
+    refresh_at = {1: "block", 3: "stride", 4: "random"}
+    sampler = NGAMESampler(n, size, generator=torch.Generator().manual_seed(1), deferred=deferred)
+    used = []
+    for epoch in range(6):
+        if epoch in refresh_at:
+            name = refresh_at[epoch]
+            x = emb.get(name, torch.randn(n, 4))
+            sampler.refresh(x, 1 if name == "random" else size, generator=torch.Generator())
+        used.append(_which_clustering(list(sampler), plans))
+    official = _official_cluster_use(6, refresh_at)
+    assert official == ["random", "random", "block", "block", "stride", "random"]
+    if deferred:
+        assert used == official
+    else:  # the default: each refresh is used from the very next epoch, one epoch earlier
+        assert used == ["random", "block", "block", "stride", "random", "random"]
+        assert used[:-1] == official[1:]
+    assert f"deferred={deferred}" in repr(sampler)
+
+
+def test_deferred_cluster_size_and_clusters_follow_the_epoch_in_force() -> None:
+    x = torch.randn(12, 3, generator=torch.Generator().manual_seed(2))
+    sampler = NGAMESampler(12, 4, generator=torch.Generator().manual_seed(3), deferred=True)
+    sampler.refresh(x, 4, generator=torch.Generator().manual_seed(4))
+    assert sampler.cluster_size == 1 and sampler.clusters is None  # not yet in force
+    first = list(sampler)  # this epoch still uses the old (random) batches
+    assert sorted(i for b in first for i in b) == list(range(12))
+    assert sampler.cluster_size == 4 and sampler.clusters is not None
+    position = {item: k for k, item in enumerate(_flat(sampler))}
+    for cluster in sampler.clusters:  # the next epoch concatenates whole clusters
+        where = sorted(position[int(i)] for i in cluster)
+        assert where == list(range(where[0], where[0] + len(where)))
+
+
 def test_sampler_repr_and_errors() -> None:
     s = NGAMESampler(12, 4, drop_last=True)
     assert "num_items=12" in repr(s) and "batch_size=4" in repr(s) and "cluster_size=1" in repr(s)
@@ -210,6 +282,8 @@ def test_sampler_repr_and_errors() -> None:
         NGAMESampler(4, 2.0)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="drop_last must be a bool"):
         NGAMESampler(4, 2, drop_last=1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="NGAMESampler: deferred must be a bool"):
+        NGAMESampler(4, 2, deferred="yes")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"generator must be a torch\.Generator"):
         NGAMESampler(4, 2, generator=0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"refresh: embeddings must have num_items=12 rows"):

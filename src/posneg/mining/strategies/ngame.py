@@ -7,9 +7,11 @@ batch is a few whole clusters of mutually similar queries and its in-batch negat
 The cluster size grows on a curriculum (:func:`cluster_size_schedule`). The loss is a triplet
 margin loss over the k hardest in-batch negatives (:func:`triplet_margin_ohnm`).
 
-Typical loop (``refresh_due`` says when to re-cluster)::
+Typical loop (``refresh_due`` says when to re-cluster; ``deferred=True`` makes the clusters
+computed at epoch e first used in epoch e + 1, as in the official loop, see
+:class:`NGAMESampler`)::
 
-    sampler = NGAMESampler(num_queries, batch_size, generator=g)
+    sampler = NGAMESampler(num_queries, batch_size, generator=g, deferred=True)
     for epoch in range(epochs):
         if refresh_due(epoch, warmup=10, interval=5):
             size = cluster_size_schedule(epoch, curr_epochs=[10, 20, 25, 50])
@@ -220,15 +222,32 @@ class NGAMESampler(Sampler[list[int]]):
     ``None`` each epoch takes one seed from torch's global RNG, as ``RandomSampler`` does, so
     ``torch.manual_seed`` and DataLoader seeding apply. Iterating twice gives two epochs.
 
+    When new clusters take effect (``deferred``). In the official loop (``libs/model.py``,
+    ``_fit``; Extreme-classification/ngame, commit f7029748f119d3a316ecbff16e23eb725ad1fe2c)
+    the batch order of epoch e is drawn at the *end* of epoch e - 1 (``update_order`` after the
+    epoch), while the clusters are recomputed at the *start* of epoch e (``update_sampler``
+    before ``_step``): clusters computed at epoch e are first used in epoch e + 1, and epoch e
+    still runs on the previous ones. ``deferred=True`` reproduces this lag: after
+    ``refresh(...)`` the next epoch (the next ``iter``) still uses the clusters in force before
+    it, and the new ones apply from the epoch after. ``deferred=False`` (default) applies them
+    to the very next epoch: the paper's stated intent (re-cluster on the current encoder's
+    embeddings, since stale clusters give easier negatives) without the extra epoch of
+    staleness, and the behaviour posneg has always had (the retrieval bench re-clusters
+    between steps with it, so its metrics are unchanged). The clustering each epoch uses is
+    the same in both modes, shifted by one epoch (tested against a transcription of the
+    official loop).
+
     Args:
         num_items: number of training items (queries), >= 1.
         batch_size: items per batch, >= 1.
         drop_last: drop the last batch when it is smaller than ``batch_size``.
         max_iter: 2-means rounds per split when refreshing (see :func:`balanced_clusters`).
         generator: a CPU ``torch.Generator`` or ``None``.
+        deferred: clusters from :meth:`refresh` take effect one epoch late, as in the
+            official loop (see above); default False (the next epoch).
 
     Raises:
-        TypeError: non-int sizes, a non-bool drop_last, a bad generator.
+        TypeError: non-int sizes, a non-bool drop_last or deferred, a bad generator.
         ValueError: sizes < 1.
 
     Example:
@@ -250,6 +269,7 @@ class NGAMESampler(Sampler[list[int]]):
         drop_last: bool = False,
         max_iter: int = 20,
         generator: torch.Generator | None = None,
+        deferred: bool = False,
     ) -> None:
         fn = "NGAMESampler"
         self.num_items = _checks.check_int(fn, "num_items", num_items, min_value=1)
@@ -257,11 +277,14 @@ class NGAMESampler(Sampler[list[int]]):
         self.drop_last = _checks.check_bool(fn, "drop_last", drop_last)
         self.max_iter = _checks.check_int(fn, "max_iter", max_iter, min_value=1)
         _checks.check_generator(fn, generator, torch.device("cpu"))
+        self.deferred = _checks.check_bool(fn, "deferred", deferred)
         self.generator = generator
-        #: cluster size of the last refresh (1 before any)
+        #: cluster size of the clusters in force (1 before any refresh)
         self.cluster_size = 1
         self._order: torch.Tensor | None = None  # members, cluster after cluster (CPU)
         self._sizes: torch.Tensor | None = None  # cluster sizes (CPU)
+        #: with ``deferred``: (order, sizes, cluster_size) waiting for the epoch after the next
+        self._pending: tuple[torch.Tensor | None, torch.Tensor | None, int] | None = None
 
     @property
     def clusters(self) -> list[torch.Tensor] | None:
@@ -281,7 +304,9 @@ class NGAMESampler(Sampler[list[int]]):
         ``cluster_size`` (:func:`balanced_clusters`); 1 returns to random batches.
 
         ``generator`` draws the initial centroids (on ``embeddings``' device); ``None`` uses the
-        sampler's generator when ``embeddings`` are on the CPU, else torch's global RNG.
+        sampler's generator when ``embeddings`` are on the CPU, else torch's global RNG. With
+        ``deferred=True`` the new clusters are held back until the next epoch has started (a
+        later refresh before that replaces them).
         """
         fn = "NGAMESampler.refresh"
         emb = _check_cluster_args(fn, embeddings, cluster_size, generator)
@@ -292,12 +317,14 @@ class NGAMESampler(Sampler[list[int]]):
             )
         if generator is None and emb.device.type == "cpu":
             generator = self.generator
-        self.cluster_size = int(cluster_size)
-        if cluster_size == 1:
-            self._order = self._sizes = None
-            return
-        order, sizes = _partition(emb, cluster_size, generator, self.max_iter)
-        self._order, self._sizes = order.cpu(), sizes.cpu()
+        new: tuple[torch.Tensor | None, torch.Tensor | None, int] = (None, None, 1)
+        if cluster_size != 1:
+            order, sizes = _partition(emb, cluster_size, generator, self.max_iter)
+            new = (order.cpu(), sizes.cpu(), int(cluster_size))
+        if self.deferred:
+            self._pending = new
+        else:
+            self._order, self._sizes, self.cluster_size = new
 
     def __len__(self) -> int:
         if self.drop_last:
@@ -323,6 +350,9 @@ class NGAMESampler(Sampler[list[int]]):
         else:
             gen = self.generator
         order = self._epoch(gen)
+        if self._pending is not None:  # deferred: used from the epoch after this one
+            self._order, self._sizes, self.cluster_size = self._pending
+            self._pending = None
         stop = len(self) * self.batch_size if self.drop_last else self.num_items
         for start in range(0, stop, self.batch_size):
             yield order[start : start + self.batch_size].tolist()
@@ -330,7 +360,8 @@ class NGAMESampler(Sampler[list[int]]):
     def __repr__(self) -> str:
         return (
             f"NGAMESampler(num_items={self.num_items}, batch_size={self.batch_size}, "
-            f"drop_last={self.drop_last}, cluster_size={self.cluster_size})"
+            f"drop_last={self.drop_last}, cluster_size={self.cluster_size}, "
+            f"deferred={self.deferred})"
         )
 
 
