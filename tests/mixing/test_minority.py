@@ -228,3 +228,187 @@ def test_errors() -> None:
         apply_minority_mix(x, None, MinorityMixParams(torch.ones(3), torch.arange(3)))
     with pytest.raises(ValueError, match=r"num_classes is required when targets are class ids"):
         apply_minority_mix(x, y, MinorityMixParams(torch.ones(4), torch.arange(4)))
+
+
+# --- CoT's dataset-level partner sampler --------------------------------------------------------
+
+from posneg.mixing.minority import MinorityPartnerSampler  # noqa: E402
+
+
+def official_sample_same_object2(
+    attrs: list[int], objs: list[int], anchor: int, rng: object
+) -> int:
+    """Transcription of HanjaeKim98/CoT ``dataset.py::sample_same_object2`` (commit
+    258476ab926ee0b24e27101182727f99363f06aa) over the training items, with a numpy Generator
+    in place of the global ``np.random`` (``rng.choice`` as ``np.random.choice``)."""
+    import numpy as np
+
+    assert isinstance(rng, np.random.Generator)
+    attr, obj = attrs[anchor], objs[anchor]
+    image_with_obj = [i for i, o in enumerate(objs) if o == obj]
+    obj_affordance = sorted({attrs[i] for i in image_with_obj})
+    if len(obj_affordance) == 1:
+        return int(rng.choice(image_with_obj))
+    i2 = int(rng.choice(image_with_obj))
+    ind, count = np.unique([attrs[i] for i in image_with_obj], return_counts=True)
+    weight = 1.0 / count[ind != attr]
+    weight = weight / np.sum(weight)
+    idx = int(rng.choice(ind[ind != attr], p=weight))
+    while attrs[i2] != idx:  # rejection: random images of the object until one has idx
+        i2 = int(rng.choice(image_with_obj))
+    return i2
+
+
+def _toy_training_set() -> tuple[torch.Tensor, torch.Tensor]:
+    """Three objects: long-tailed attributes, a balanced one, and one with a single attribute."""
+    attrs = [0] * 30 + [1] * 6 + [2] * 2 + [1] * 5 + [3] * 5 + [4] * 4
+    objs = [0] * 38 + [1] * 10 + [2] * 4
+    return torch.tensor(attrs), torch.tensor(objs)
+
+
+def test_partner_probabilities_equal_official_sampler_frequencies() -> None:
+    import numpy as np
+
+    attrs, objs = _toy_training_set()
+    sampler = MinorityPartnerSampler(attrs, objs, 4)
+    rng = np.random.default_rng(0)
+    al, ol = attrs.tolist(), objs.tolist()
+    for anchor in (0, 37, 40, 49):
+        draws = [official_sample_same_object2(al, ol, anchor, rng) for _ in range(4000)]
+        freq = torch.bincount(torch.tensor(draws), minlength=len(al)).double() / len(draws)
+        expected = sampler.probabilities(anchor)
+        assert float((freq - expected).abs().max()) < 0.03, anchor
+        assert (freq[expected == 0] == 0).all()  # the same support exactly
+
+
+def test_partner_probabilities_formula() -> None:
+    attrs, objs = _toy_training_set()
+    sampler = MinorityPartnerSampler(attrs, objs, 4)
+    p = sampler.probabilities(0)  # object 0, attribute 0 (counts 30, 6, 2)
+    w1, w2 = 1 / 6, 1 / 2
+    assert torch.allclose(p[30:36], torch.full((6,), w1 / (w1 + w2) / 6, dtype=torch.float64))
+    assert torch.allclose(p[36:38], torch.full((2,), w2 / (w1 + w2) / 2, dtype=torch.float64))
+    assert float(p[:30].sum()) == 0.0 and float(p[38:].sum()) == 0.0
+    p = sampler.probabilities(49)  # object 2 has one attribute: any item of it, itself too
+    assert torch.allclose(p[48:], torch.full((4,), 0.25, dtype=torch.float64))
+    for anchor in range(len(attrs)):
+        torch.testing.assert_close(
+            sampler.probabilities(anchor).sum(), torch.tensor(1.0, dtype=torch.float64)
+        )
+
+
+def test_draw_frequencies_equal_probabilities() -> None:
+    attrs, objs = _toy_training_set()
+    sampler = MinorityPartnerSampler(attrs, objs, 4)
+    g = torch.Generator().manual_seed(1)
+    for anchor in (0, 31, 40, 49):
+        draws = sampler.draw(torch.full((20000,), anchor), generator=g)
+        freq = torch.bincount(draws, minlength=len(attrs)).double() / 20000
+        assert float((freq - sampler.probabilities(anchor)).abs().max()) < 0.015
+
+
+def test_issue_case_rarest_attribute_picked_though_absent_from_the_batch() -> None:
+    """Labels [0, 0, 0, 1] with dataset counts [1000, 10, 1]: CoT picks class 2 for about 91%
+    of class-0 anchors (1 / 1.1) and 99.9% of class-1 anchors; the in-batch MinorityMix never
+    can, since no class-2 sample is in the batch."""
+    attrs = torch.tensor([0] * 1000 + [1] * 10 + [2])
+    objs = torch.zeros(1011, dtype=torch.long)
+    sampler = MinorityPartnerSampler(attrs, objs, 4)
+    batch = torch.tensor([0, 1, 2, 1000])  # attributes [0, 0, 0, 1]
+    g = torch.Generator().manual_seed(0)
+    partners = torch.stack([sampler.draw(batch, generator=g) for _ in range(5000)])  # (5000, 4)
+    rate = (attrs[partners] == 2).double().mean(0)
+    assert all(abs(float(r) - 1 / 1.1) < 0.015 for r in rate[:3])
+    assert float(rate[3]) > 0.99
+    assert abs(float(sampler.probabilities(0)[1010]) - 1 / 1.1) < 1e-12
+    # the in-batch approximation, even with the data set's counts: class 2 is never a partner
+    labels = attrs[batch]
+    params = sample_minority_mix_params(
+        labels, num_classes=3, class_counts=torch.tensor([1000.0, 10.0, 1.0])
+    )
+    assert (labels[params.index] != 2).all()
+    p = minority_pair_probabilities(labels, num_classes=3, class_counts=torch.tensor([1000, 10, 1]))
+    assert torch.allclose(p[:3, 3], torch.ones(3, dtype=torch.float64))  # always the class-1 one
+
+
+def test_partner_same_object_different_attribute() -> None:
+    attrs, objs = _toy_training_set()
+    sampler = MinorityPartnerSampler(attrs, objs, 4)
+    idx = torch.arange(len(attrs)).repeat(50)
+    partners = sampler.draw(idx, generator=torch.Generator().manual_seed(2))
+    assert (objs[partners] == objs[idx]).all()
+    multi = objs[idx] != 2
+    assert (attrs[partners][multi] != attrs[idx][multi]).all()
+
+
+def test_batch_sampler_yields_doubled_batches_and_is_deterministic() -> None:
+    attrs, objs = _toy_training_set()
+    n = len(attrs)
+    sampler = MinorityPartnerSampler(attrs, objs, 8, generator=torch.Generator().manual_seed(3))
+    before = torch.get_rng_state()
+    batches = list(sampler)
+    assert torch.equal(before, torch.get_rng_state())
+    assert len(batches) == len(sampler) == 7
+    assert [len(b) for b in batches] == [16] * 6 + [8]
+    anchors = [i for b in batches for i in b[: len(b) // 2]]
+    assert sorted(anchors) == list(range(n))  # one epoch covers the training set once
+    for b in batches:
+        a, p = torch.tensor(b[: len(b) // 2]), torch.tensor(b[len(b) // 2 :])
+        assert (objs[a] == objs[p]).all()
+    sampler.generator = torch.Generator().manual_seed(3)
+    assert list(sampler) == batches
+    assert list(sampler) != batches  # the next epoch differs
+    dropped = MinorityPartnerSampler(attrs, objs, 8, drop_last=True)
+    assert len(dropped) == 6 and all(len(b) == 16 for b in dropped)
+    assert "num_items=52" in repr(sampler) and "batch_size=8" in repr(sampler)
+
+
+def test_batch_sampler_in_a_data_loader() -> None:
+    from torch.utils.data import DataLoader, TensorDataset
+
+    attrs, objs = _toy_training_set()
+    data = TensorDataset(torch.randn(len(attrs), 3), attrs, objs)
+    sampler = MinorityPartnerSampler(attrs, objs, 5, generator=torch.Generator().manual_seed(4))
+    x, a, o = next(iter(DataLoader(data, batch_sampler=sampler)))
+    assert x.shape == (10, 3)
+    o1, o2 = o.chunk(2)
+    assert torch.equal(o1, o2) and a.shape == (10,)
+
+
+def test_global_rng_drives_draws_without_generator() -> None:
+    attrs, objs = _toy_training_set()
+    sampler = MinorityPartnerSampler(attrs, objs, 6)
+    torch.manual_seed(5)
+    first = list(sampler)
+    torch.manual_seed(5)
+    assert list(sampler) == first
+
+
+def test_partner_sampler_errors() -> None:
+    attrs, objs = _toy_training_set()
+    with pytest.raises(TypeError, match="MinorityPartnerSampler: attributes must be an integer"):
+        MinorityPartnerSampler(attrs.float(), objs, 4)
+    with pytest.raises(
+        ValueError, match=r"MinorityPartnerSampler: objects must have shape \(52,\)"
+    ):
+        MinorityPartnerSampler(attrs, objs[:-1], 4)
+    with pytest.raises(ValueError, match="MinorityPartnerSampler: objects must be >= 0"):
+        MinorityPartnerSampler(attrs, objs - 1, 4)
+    with pytest.raises(ValueError, match=r"MinorityPartnerSampler: attributes must have shape"):
+        MinorityPartnerSampler(torch.zeros(0, dtype=torch.long), objs, 4)
+    with pytest.raises(ValueError, match="MinorityPartnerSampler: batch_size must be >= 1"):
+        MinorityPartnerSampler(attrs, objs, 0)
+    with pytest.raises(TypeError, match="MinorityPartnerSampler: drop_last must be a bool"):
+        MinorityPartnerSampler(attrs, objs, 2, drop_last=1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="MinorityPartnerSampler: generator must be"):
+        MinorityPartnerSampler(attrs, objs, 2, generator=1)  # type: ignore[arg-type]
+    sampler = MinorityPartnerSampler(attrs, objs, 4)
+    with pytest.raises(ValueError, match=r"draw: index must be in \[0, 52\)"):
+        sampler.draw(torch.tensor([0, 52]))
+    with pytest.raises(TypeError, match="draw: index must be an integer tensor"):
+        sampler.draw(torch.tensor([0.0]))
+    with pytest.raises(ValueError, match=r"draw: index must have shape \(B,\)"):
+        sampler.draw(torch.zeros(2, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="probabilities: anchor must be < num_items=52"):
+        sampler.probabilities(52)
+    assert sampler.draw(torch.zeros(0, dtype=torch.long)).shape == (0,)

@@ -2,15 +2,31 @@
 
 Kim, Lee, Park, Sohn. Hierarchical Visual Primitive Experts for Compositional Zero-Shot Learning
 (CoT). ICCV 2023, arXiv 2308.04016: "minority attribute augmentation" (MAA).
+
+Two forms of the partner draw:
+
+- :class:`MinorityPartnerSampler` is CoT's own: every partner is drawn from the *whole training
+  set* (``dataset.py::sample_same_object2``), so an object's rarest attribute is picked even
+  when no sample of it is in the batch. As a ``DataLoader`` ``batch_sampler`` it yields each
+  batch doubled, anchors then partners (``[x; x']`` of CoT's MAA step); the MAA objective on
+  the composed features is :func:`posneg.losses.maa.maa_loss`.
+- :class:`MinorityMix` is an in-batch approximation: partners are drawn among the other samples
+  of the same batch, with dataset or batch frequencies. It needs no access to the data set, but
+  it can only pick classes present in the batch (labels [0, 0, 0, 1] with dataset counts
+  [1000, 10, 1]: class 2 is never a partner, where CoT picks it for about 91% of class-0
+  anchors).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import Sampler
 
 from posneg import _checks
 from posneg.mixing import _common, _targets
@@ -261,7 +277,12 @@ def apply_minority_mix(
 
 
 class MinorityMix(nn.Module):
-    """Minority attribute augmentation (CoT, ICCV 2023) as a batch module.
+    """Minority attribute augmentation (CoT, ICCV 2023) as a batch module: in-batch partners.
+
+    This is a documented approximation of CoT's sampler: partners are drawn among the samples
+    of the same batch, so a class absent from the batch is never a partner even when it is the
+    rarest of the data set. CoT itself draws partners from the whole training set; that is
+    :class:`MinorityPartnerSampler` (tested: labels [0, 0, 0, 1] with counts [1000, 10, 1]).
 
     Kim, Lee, Park, Sohn. Hierarchical Visual Primitive Experts for Compositional Zero-Shot
     Learning. ICCV 2023, arXiv 2308.04016. Each sample is mixed MixUp-style with a partner from
@@ -371,3 +392,203 @@ class MinorityMix(nn.Module):
             f"temperature={self.temperature}, per_sample={self.per_sample}, "
             f"label_smoothing={self.label_smoothing}, class_counts={counts}"
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# CoT's dataset-level partner sampler
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_id_tensor(fn: str, name: str, x: object) -> torch.Tensor:
+    t = _checks.check_tensor(fn, name, x)
+    if t.dtype.is_floating_point or t.dtype == torch.bool or t.is_complex():
+        raise TypeError(f"{fn}: {name} must be an integer tensor; got {t.dtype}")
+    if t.dim() != 1 or t.shape[0] < 1:
+        raise ValueError(f"{fn}: {name} must have shape (N,) with N >= 1; got {tuple(t.shape)}")
+    if int(t.min()) < 0:
+        raise ValueError(f"{fn}: {name} must be >= 0; got a minimum of {int(t.min())}")
+    return t.detach().to(device="cpu", dtype=torch.int64)
+
+
+class MinorityPartnerSampler(Sampler[list[int]]):
+    """CoT's partner sampler over the whole training set, as a ``DataLoader`` batch sampler.
+
+    Kim, Lee, Park, Sohn. *Hierarchical Visual Primitive Experts for Compositional Zero-Shot
+    Learning* (CoT). ICCV 2023, arXiv 2308.04016. Official code: HanjaeKim98/CoT, commit
+    258476ab926ee0b24e27101182727f99363f06aa, ``dataset.py::sample_same_object2``, run for
+    every training item in ``CompositionDataset.__getitem__``.
+
+    For an anchor with attribute ``a`` and object ``o``, with ``n(o, a')`` the number of
+    training items of the pair (o, a'):
+
+    1. if object ``o`` has a single attribute in the training set, the partner is a uniformly
+       random training item of ``o`` (possibly the anchor itself), as the official code;
+    2. otherwise an attribute ``a' != a`` among those ``o`` has is drawn with probability
+       ``(1 / n(o, a')) / sum_{b != a, n(o, b) > 0} 1 / n(o, b)``, and the partner is a
+       uniformly random training item of the pair (o, a'). The official code reaches the same
+       distribution by rejection (random items of ``o`` until one has ``a'``); here the item is
+       drawn directly from the pair's members, so a rare attribute costs nothing (the card's
+       subtle point 2).
+
+    Weights are per object, not global (the card's subtle point 4). The partner is drawn from
+    the whole training set, not from the batch: this is what tells CoT from the in-batch
+    :class:`MinorityMix` (with one object and attribute counts [1000, 10, 1], an anchor of
+    attribute 0 gets attribute 2 with probability 1/1.1, about 91%, whatever the batch holds).
+
+    As a batch sampler it yields, per batch, the ``B`` anchor indices (a random permutation of
+    the training set cut into batches, like ``RandomSampler`` + ``BatchSampler``) followed by
+    their ``B`` partners: a list of ``2B`` indices, so ``DataLoader(dataset,
+    batch_sampler=sampler)`` returns CoT's doubled batch ``[x; x']`` (anchors first; split it
+    with ``.chunk(2)``). :meth:`draw` gives the partners of any anchors directly.
+
+    Randomness: ``generator`` (the attribute, settable; CPU) drives every epoch's permutation
+    and partner draws; with ``None`` each epoch takes one seed from torch's global RNG, as
+    ``RandomSampler`` does. Per epoch the order of draws is: the permutation, then per batch
+    the attributes (one ``torch.multinomial``) and the uniforms for the items (one
+    ``torch.rand``).
+
+    Args:
+        attributes: (N,) int attribute id of every training item (CoT: ``attr2idx``).
+        objects: (N,) int object id of every training item (CoT: ``obj2idx``).
+        batch_size: anchors per batch, >= 1 (the loader's batch has ``2 * batch_size`` rows).
+        drop_last: drop the last batch when it has fewer than ``batch_size`` anchors.
+        generator: a CPU ``torch.Generator`` or ``None``.
+
+    Raises:
+        TypeError: non-integer id tensors, a non-int batch size, a non-bool drop_last, a bad
+            generator.
+        ValueError: ids that are not (N,) with N >= 1 or are negative, attributes and objects
+            of different lengths, batch_size < 1.
+
+    Example:
+        >>> import torch
+        >>> attrs = torch.tensor([0] * 1000 + [1] * 10 + [2])  # one object, long-tailed
+        >>> sampler = MinorityPartnerSampler(attrs, torch.zeros(1011, dtype=torch.long), 4)
+        >>> g = torch.Generator().manual_seed(0)
+        >>> partners = sampler.draw(torch.zeros(10_000, dtype=torch.long), generator=g)
+        >>> rate = (attrs[partners] == 2).double().mean().item()  # anchor 0 has attribute 0
+        >>> round(rate, 2)
+        0.91
+    """
+
+    def __init__(
+        self,
+        attributes: torch.Tensor,
+        objects: torch.Tensor,
+        batch_size: int,
+        *,
+        drop_last: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        fn = "MinorityPartnerSampler"
+        attrs = _check_id_tensor(fn, "attributes", attributes)
+        objs = _check_id_tensor(fn, "objects", objects)
+        if attrs.shape != objs.shape:
+            raise ValueError(
+                f"{fn}: objects must have shape {tuple(attrs.shape)} matching attributes; "
+                f"got {tuple(objs.shape)}"
+            )
+        self.batch_size = _checks.check_int(fn, "batch_size", batch_size, min_value=1)
+        self.drop_last = _checks.check_bool(fn, "drop_last", drop_last)
+        _checks.check_generator(fn, generator, torch.device("cpu"))
+        self.generator = generator
+        self.attributes, self.objects = attrs, objs
+        self.num_items = int(attrs.shape[0])
+        self.num_attributes = int(attrs.max()) + 1
+        num_objects = int(objs.max()) + 1
+        pair = objs * self.num_attributes + attrs
+        # items sorted by (object, attribute): the members of a pair and of an object are
+        # contiguous, so a uniform member is start + floor(u * count)
+        self._by_pair = torch.argsort(pair, stable=True)
+        pair_counts = torch.bincount(pair, minlength=num_objects * self.num_attributes)
+        self._pair_counts = pair_counts.reshape(num_objects, self.num_attributes)
+        self._pair_starts = (torch.cumsum(pair_counts, 0) - pair_counts).reshape_as(
+            self._pair_counts
+        )
+        self._object_counts = self._pair_counts.sum(1)
+        self._object_starts = torch.cumsum(self._object_counts, 0) - self._object_counts
+
+    def probabilities(self, anchor: int) -> torch.Tensor:
+        """The (N,) float64 probability of every training item being the partner of ``anchor``."""
+        fn = "MinorityPartnerSampler.probabilities"
+        i = _checks.check_int(fn, "anchor", anchor, min_value=0)
+        if i >= self.num_items:
+            raise ValueError(f"{fn}: anchor must be < num_items={self.num_items}; got {i}")
+        a, o = int(self.attributes[i]), int(self.objects[i])
+        counts = self._pair_counts[o].to(torch.float64)
+        same_object = self.objects == o
+        out = torch.zeros(self.num_items, dtype=torch.float64)
+        if int((counts > 0).sum()) == 1:
+            out[same_object] = 1.0 / float(counts.sum())
+            return out
+        w = torch.where(counts > 0, 1.0 / counts.clamp_min(1.0), torch.zeros_like(counts))
+        w[a] = 0.0
+        w = w / w.sum()
+        per_item = w / counts.clamp_min(1.0)  # uniform among the pair's members
+        out[same_object] = per_item[self.attributes[same_object]]
+        return out
+
+    def draw(
+        self, index: torch.Tensor, *, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Partners of the training items ``index`` (B,) int: (B,) int64 training indices (CPU).
+
+        Vectorised over the anchors (one ``multinomial`` and one ``rand``), no rejection loop.
+        ``generator``: a CPU generator or ``None`` (global RNG).
+        """
+        fn = "MinorityPartnerSampler.draw"
+        idx = _checks.check_tensor(fn, "index", index)
+        if idx.dtype.is_floating_point or idx.dtype == torch.bool or idx.is_complex():
+            raise TypeError(f"{fn}: index must be an integer tensor; got {idx.dtype}")
+        if idx.dim() != 1:
+            raise ValueError(f"{fn}: index must have shape (B,); got {tuple(idx.shape)}")
+        _checks.check_generator(fn, generator, torch.device("cpu"))
+        idx = idx.detach().to(device="cpu", dtype=torch.int64)
+        if idx.numel() == 0:
+            return idx.clone()
+        if int(idx.min()) < 0 or int(idx.max()) >= self.num_items:
+            raise ValueError(
+                f"{fn}: index must be in [0, {self.num_items}); got values in "
+                f"[{int(idx.min())}, {int(idx.max())}]"
+            )
+        a, o = self.attributes[idx], self.objects[idx]
+        counts = self._pair_counts[o].to(torch.float64)  # (B, A)
+        present = counts > 0
+        weights = torch.where(present, 1.0 / counts.clamp_min(1.0), torch.zeros_like(counts))
+        weights.scatter_(1, a.unsqueeze(1), 0.0)
+        single = ~(weights > 0).any(1)  # the object has one attribute in the training set
+        weights[single] = present[single].to(torch.float64)  # any valid row; result unused
+        chosen = torch.multinomial(weights, 1, generator=generator).squeeze(1)
+        u = torch.rand(idx.shape[0], dtype=torch.float64, generator=generator)
+        pair_n = self._pair_counts[o, chosen]
+        pair_pos = self._pair_starts[o, chosen] + _uniform_below(u, pair_n)
+        obj_pos = self._object_starts[o] + _uniform_below(u, self._object_counts[o])
+        return self._by_pair[torch.where(single, obj_pos, pair_pos)]
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.num_items // self.batch_size
+        return math.ceil(self.num_items / self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        if self.generator is None:
+            seed = int(torch.empty((), dtype=torch.int64).random_().item())
+            gen = torch.Generator().manual_seed(seed)
+        else:
+            gen = self.generator
+        order = torch.randperm(self.num_items, generator=gen)
+        stop = len(self) * self.batch_size if self.drop_last else self.num_items
+        for start in range(0, stop, self.batch_size):
+            anchors = order[start : start + self.batch_size]
+            yield torch.cat([anchors, self.draw(anchors, generator=gen)]).tolist()
+
+    def __repr__(self) -> str:
+        return (
+            f"MinorityPartnerSampler(num_items={self.num_items}, batch_size={self.batch_size}, "
+            f"drop_last={self.drop_last})"
+        )
+
+
+def _uniform_below(u: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """``floor(u * n)`` clamped into ``[0, n - 1]`` (int64), for ``u`` in [0, 1) and n >= 1."""
+    return (u * n.to(torch.float64)).floor().long().clamp(min=0).minimum(n.clamp_min(1) - 1)
