@@ -209,6 +209,14 @@ class LaSO:
       ``a`` and a uniform sample carrying it (no histogram), ``pairs="random"`` any pair.
     - Optimiser: Adam (lr 1e-3, weight decay 1e-4) rather than the released SGD with a cyclic
       schedule, which suits the small CPU runs this library targets.
+    - Backbone: fixed. The released ``scripts_coco/train_setops_stripped.py`` (leokarlin/LaSO,
+      commit eea81de6046cc0817fc81a1d1570d967c1bb0aef) has ``train_base = True`` by default:
+      the backbone is fine-tuned jointly with the set-operation networks (its embeddings are
+      computed with gradients, ``conditional(not train_base, torch.no_grad())``), while the
+      README's commands pass ``--train_base=False``. ``LaSO`` works on features the caller
+      computed, so it always reproduces ``train_base=False``; joint fine-tuning needs the
+      caller's own loop around the backbone (``train_classifier`` is False there too: the
+      classifier stays frozen, as here).
 
     Args:
         n_layers: residual blocks per network (released: 1).
