@@ -95,6 +95,7 @@ def _t(
 _MOCO = "He et al., MoCo, CVPR 2020"
 _STAR = "Zhan et al., STAR/ADORE, SIGIR 2021"
 _NGAME = "Dahiya et al., NGAME, WSDM 2023"
+_COT = "Kim et al., CoT minority attribute augmentation, ICCV 2023"
 
 #: Every technique, in catalogue order.
 TECHNIQUES: tuple[Technique, ...] = (
@@ -127,6 +128,8 @@ TECHNIQUES: tuple[Technique, ...] = (
     _t("FMix", "fmix", "mixing", "mixing.fmix", "Harris et al., FMix, 2020", "2002.12047"),
     _t("ResizeMix", "resizemix", "mixing", "mixing.resizemix", "Qin et al., ResizeMix, 2020", "2012.11101"),
     _t("MinorityMix", "minority_mix", "mixing", "mixing.minority", "Kim et al., CoT minority attribute mixing, ICCV 2023", "2308.04016"),
+    _t("MinorityPartnerSampler", "cot_sampler", "mixing", "mixing.minority", _COT, "2308.04016"),
+    _t("MAALoss", "maa", "losses", "losses.maa", _COT, "2308.04016"),
     # augmentation
     _t("RandAugment", "randaugment", "augment", "augment.randaugment", "Cubuk et al., RandAugment, NeurIPS 2020", "1909.13719"),
     _t("Corruptions", "corruptions", "augment", "augment.corruptions", "Di Salvo et al., MedMNIST-C, 2024", "2406.17536"),
@@ -134,6 +137,7 @@ TECHNIQUES: tuple[Technique, ...] = (
     _t("Resample", "resample", "augment", "augment.resample", "Cao et al., IRAD (basic resampling), ICLR 2024", "2310.11890"),
     # retrieval training strategies
     _t("STARLoss", "star", "mining", "mining.strategies.star", _STAR, "2104.08051"),
+    _t("RandNegLoss", "rand_neg", "mining", "mining.strategies.randneg", _STAR, "2104.08051"),
     _t("ADORELoss", "adore", "mining", "mining.strategies.adore", _STAR, "2104.08051"),
     _t("TripletMarginOHNMLoss", "triplet_margin_ohnm", "mining", "mining.strategies.ngame", _NGAME, "2207.04452"),
     _t("NGAMESampler", "ngame_sampler", "mining", "mining.strategies.ngame", _NGAME, "2207.04452"),
