@@ -342,7 +342,7 @@ def test_usage_error_from_python(npz: Path, tmp_path: Path) -> None:
 
 def test_bad_spec_in_a_fresh_process(npz: Path, tmp_path: Path) -> None:
     """The real entry point: exit code 2 and one stderr line, no traceback."""
-    argv = _bench(npz, tmp_path / "out", "-t", "mixup:alpha=0")
+    argv = _bench(npz, tmp_path / "out", "-t", "mixup:alpha=-1")
     proc = subprocess.run(
         [sys.executable, "-m", "posneg.cli", *argv], capture_output=True, text=True, timeout=120
     )
