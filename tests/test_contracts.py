@@ -294,6 +294,19 @@ def _mix_images(dtype: torch.dtype, device: torch.device, g: torch.Generator) ->
     )
 
 
+def _maa_inputs(dtype: torch.dtype, device: torch.device, g: torch.Generator) -> Inputs:
+    """Anchor and partner features, virtual concepts (B, D), 5 seen-pair concepts and lam."""
+    feats = [_randn(g, n, D, dtype=dtype, device=device) for n in (B, B, B, 5)]
+    return (*feats, 0.3)
+
+
+def _cot_sampler_make(dtype: torch.dtype, device: torch.device) -> Any:
+    """12 training items: two objects, long-tailed attributes, one single-attribute object."""
+    attrs = torch.tensor([0, 0, 0, 0, 0, 1, 1, 2, 3, 3, 3, 3])
+    objs = torch.tensor([0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1])
+    return _cls("MinorityPartnerSampler")(attrs, objs, 4, drop_last=True)
+
+
 def _mix_features(dtype: torch.dtype, device: torch.device, g: torch.Generator) -> Inputs:
     """Features (4, D) with imbalanced class ids (MinorityMix mixes whatever tensor it gets)."""
     return (_randn(g, B, D, dtype=dtype, device=device), torch.tensor([0, 0, 1, 2], device=device))
@@ -324,6 +337,18 @@ def _adore_inputs(dtype: torch.dtype, device: torch.device, g: torch.Generator) 
     ranks = torch.arange(1, 6, device=device).repeat(B, 1)
     ranks[1, 4] = -1  # padding (a list shorter than the others)
     return (_randn(g, B, 5, dtype=dtype, device=device), relevant, ranks)
+
+
+def _rand_neg_inputs(dtype: torch.dtype, device: torch.device, g: torch.Generator) -> Inputs:
+    """Queries, their positives (B, D), five random documents (5, D) and their relevance mask."""
+    rand_relevant = torch.zeros(B, 5, dtype=torch.bool, device=device)
+    rand_relevant[1, 3] = True  # a random document that is relevant to query 1
+    return (
+        _randn(g, B, D, dtype=dtype, device=device),
+        _randn(g, B, D, dtype=dtype, device=device),
+        _randn(g, 5, D, dtype=dtype, device=device),
+        rand_relevant,
+    )
 
 
 def _ngame_sampler_make(dtype: torch.dtype, device: torch.device) -> Any:
@@ -564,6 +589,27 @@ CONTRACTS: dict[str, Contract] = {
         grad_args=(0,),
         half_dtype=None,
     ),
+    "MinorityPartnerSampler": Contract(
+        make=_cot_sampler_make,
+        inputs=lambda dtype, device, g: (),
+        call=_sampler_call,
+        repr_has=("num_items=12", "batch_size=4", "drop_last=True"),
+        draws=True,
+        not_applicable={
+            "grad": "yields integer index batches: nothing to differentiate",
+            "grad_flow": "yields integer index batches: nothing to differentiate",
+            "dtype": "yields integer index batches: no floating input or output",
+            "half": "yields integer index batches: no floating input or output",
+            "cuda": "a DataLoader batch sampler: draws on the host with a CPU generator",
+        },
+    ),
+    "MAALoss": Contract(
+        make=_loss("MAALoss", temperature=0.2, reduction="sum"),
+        inputs=_maa_inputs,
+        call=_call_module,
+        repr_has=("temperature=0.2", "reduction='sum'"),
+        grad_args=(0, 1, 2, 3),
+    ),
     "MinorityMix": Contract(
         make=_mixing("MinorityMix", num_classes=3, alpha=0.5, temperature=2.0, per_sample=True),
         inputs=_mix_features,
@@ -635,6 +681,13 @@ CONTRACTS: dict[str, Contract] = {
     "STARLoss": Contract(
         make=_loss("STARLoss", temperature=0.5, normalize=True),
         inputs=_star_inputs,
+        call=_call_module,
+        repr_has=("temperature=0.5", "normalize=True"),
+        grad_args=(0, 1, 2),
+    ),
+    "RandNegLoss": Contract(
+        make=_loss("RandNegLoss", temperature=0.5, normalize=True),
+        inputs=_rand_neg_inputs,
         call=_call_module,
         repr_has=("temperature=0.5", "normalize=True"),
         grad_args=(0, 1, 2),

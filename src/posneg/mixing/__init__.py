@@ -29,6 +29,7 @@ from posneg.mixing.fmix import (
 from posneg.mixing.minority import (
     MinorityMix,
     MinorityMixParams,
+    MinorityPartnerSampler,
     apply_minority_mix,
     minority_pair_probabilities,
     sample_minority_mix_params,
@@ -48,6 +49,7 @@ __all__ = [
     "FMixParams",
     "MinorityMix",
     "MinorityMixParams",
+    "MinorityPartnerSampler",
     "MixUp",
     "MixUpParams",
     "MixedBatch",

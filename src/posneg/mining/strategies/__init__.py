@@ -1,7 +1,8 @@
 """Training strategies for retrieval with hard negatives, each usable in one's own loop.
 
 - in-batch negatives only: :func:`star_loss` without hard negatives (DRhard's "Inbatch-Neg");
-- random negatives: :func:`random_negatives` + :func:`star_loss` (DRhard's "Rand-Neg");
+- random negatives only: :func:`random_negatives` + :func:`rand_neg_loss` (DRhard's "Rand-Neg";
+  :func:`star_loss` with random documents adds the in-batch pairs, so it is not Rand-Neg);
 - static hard negatives: :class:`HardNegativePool` mined once + :func:`star_loss` (STAR);
 - ANCE-style periodic re-mining: :class:`HardNegativePool` with ``refresh_every``;
 - false-negative-aware: the pool with the miner's margin filters set;
@@ -27,6 +28,7 @@ from posneg.mining.strategies.ngame import (
     triplet_margin_ohnm,
 )
 from posneg.mining.strategies.pairwise import PairwiseLogisticLoss, pairwise_logistic
+from posneg.mining.strategies.randneg import RandNegLoss, rand_neg_loss
 from posneg.mining.strategies.refresh import HardNegativePool, random_negatives
 from posneg.mining.strategies.star import STARLoss, star_loss
 
@@ -35,6 +37,7 @@ __all__ = [
     "HardNegativePool",
     "NGAMESampler",
     "PairwiseLogisticLoss",
+    "RandNegLoss",
     "STARLoss",
     "TripletMarginOHNMLoss",
     "adore_candidates",
@@ -46,6 +49,7 @@ __all__ = [
     "cet_weights",
     "cluster_size_schedule",
     "pairwise_logistic",
+    "rand_neg_loss",
     "random_negatives",
     "refresh_due",
     "star_loss",
