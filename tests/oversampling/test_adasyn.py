@@ -175,8 +175,10 @@ def test_rounding_to_zero_is_an_error() -> None:
     ],
 )
 def test_hyperparameter_errors(kwargs: dict, err: type, match: str) -> None:
-    with pytest.raises(err, match=match):
-        ADASYN(**kwargs)
+    sampler = ADASYN(**kwargs)  # the constructor only stores; fit_resample checks
+    X, y = _data()
+    with pytest.raises(err, match=f"ADASYN: {match}"):
+        sampler.fit_resample(X, y)
 
 
 def test_class_too_small() -> None:

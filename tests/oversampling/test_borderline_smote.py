@@ -163,8 +163,10 @@ def test_state_dict_round_trip_and_repr() -> None:
     ],
 )
 def test_hyperparameter_errors(kwargs: dict, err: type, match: str) -> None:
-    with pytest.raises(err, match=match):
-        BorderlineSMOTE(**kwargs)
+    sampler = BorderlineSMOTE(**kwargs)  # the constructor only stores; fit_resample checks
+    X, y = _data()
+    with pytest.raises(err, match=f"BorderlineSMOTE: {match}"):
+        sampler.fit_resample(X, y)
 
 
 def test_data_errors() -> None:

@@ -402,9 +402,11 @@ def test_tensor_input_errors() -> None:
         ([1, 2], TypeError, "sampling_strategy must be a str"),
     ],
 )
-def test_strategy_errors_at_construction(strategy: object, err: type, match: str) -> None:
+def test_strategy_errors_at_fit(strategy: object, err: type, match: str) -> None:
+    sampler = SMOTE(sampling_strategy=strategy)  # type: ignore[arg-type]  # stored only
+    X, y = _data()
     with pytest.raises(err, match=match):
-        SMOTE(sampling_strategy=strategy)  # type: ignore[arg-type]
+        sampler.fit_resample(X, y)
 
 
 @pytest.mark.parametrize(
@@ -449,13 +451,19 @@ def test_callable_returning_non_dict_and_bad_counts() -> None:
     ],
 )
 def test_hyperparameter_errors(kwargs: dict, err: type, match: str) -> None:
+    sampler = SMOTE(**kwargs)  # scikit-learn's rule: the constructor only stores
+    X, y = _data()
+    with pytest.raises(err, match=f"SMOTE: {match}"):
+        sampler.fit_resample(X, y)
+    # set_params stores too, and the next fit reports it
+    sampler = SMOTE().set_params(**kwargs)
     with pytest.raises(err, match=match):
-        SMOTE(**kwargs)
+        sampler.fit_resample(X, y)
 
 
 def test_set_params_unknown() -> None:
     with pytest.raises(ValueError, match="unknown parameters"):
-        SMOTE().set_params(random_state=0)
+        SMOTE().set_params(bogus=0)
 
 
 def test_kneighbors_unknown_method() -> None:

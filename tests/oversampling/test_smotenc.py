@@ -169,7 +169,7 @@ def test_errors() -> None:
     with pytest.raises(TypeError, match="must hold int column indices"):
         SMOTENC([1.5]).fit_resample(X, y)
     with pytest.raises(TypeError, match="categorical_features must be a list"):
-        SMOTENC("auto")  # type: ignore[arg-type]
+        SMOTENC("auto").fit_resample(X, y)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="class 2 has 30"):
         SMOTENC(CAT, k_neighbors=30).fit_resample(X, y)
     with pytest.raises(ValueError, match="NaN or inf"):

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from posneg.oversampling import _io
+from posneg.oversampling._base import OverSampler
 from posneg.oversampling._neighbors import kneighbors
 from posneg.oversampling._strategy import (
     SamplingStrategy,
@@ -32,11 +33,11 @@ CITATION = """
 }
 """
 
-_PARAMS = ("sampling_strategy", "n_neighbors", "knn", "n_probe")
-_FITTED = ("sampling_strategy_", "generated_per_sample_", "n_features_in_")
+_PARAMS = ("sampling_strategy", "random_state", "n_neighbors", "knn", "n_probe")
+_FITTED = ("sampling_strategy_", "generated_per_sample_", "n_features_in_", "feature_names_in_")
 
 
-class ADASYN:
+class ADASYN(OverSampler):
     """Over-sample each minority row in proportion to how many of its neighbours are foreign.
 
     He, Bai, Garcia, Li. *ADASYN.* IJCNN 2008.
@@ -55,6 +56,8 @@ class ADASYN:
 
     Args:
         sampling_strategy: as in :class:`~posneg.oversampling.SMOTE`.
+        random_state: as in :class:`~posneg.oversampling.SMOTE` (int seed, numpy or torch
+            generator; ``generator=`` in :meth:`fit_resample` takes precedence).
         n_neighbors: ``K``, ``>= 1`` (imbalanced-learn's name).
         knn: ``"exact"`` (default), ``"approx"`` or ``"faiss"`` (see SMOTE).
         n_probe: lists searched per query with ``knn="approx"``.
@@ -64,6 +67,11 @@ class ADASYN:
         generated_per_sample_: dict class -> ``g_i`` for the class's rows in the order they
             appear in ``X`` (numpy int64 array).
         n_features_in_: D.
+        feature_names_in_: the column names, when fitted on a DataFrame with string names.
+
+    The constructor only stores its arguments; :meth:`fit_resample` checks them. Inputs,
+    outputs, ``random_state``, feature names and gradients as in
+    :class:`~posneg.oversampling.SMOTE`.
 
     Raises:
         ValueError: as SMOTE (a class to grow needs more than ``n_neighbors`` rows); also when
@@ -82,35 +90,34 @@ class ADASYN:
         True
     """
 
+    _PARAMS = _PARAMS
+    _FITTED = _FITTED
+
     def __init__(
         self,
         *,
         sampling_strategy: SamplingStrategy = "auto",
+        random_state: Any = None,
         n_neighbors: int = 5,
         knn: str = "exact",
         n_probe: int | None = None,
     ) -> None:
-        check_strategy_value("ADASYN", sampling_strategy)
-        _io.check_int_param("ADASYN", "n_neighbors", n_neighbors, 1)
-        _io.check_knn("ADASYN", knn, n_probe)
         self.sampling_strategy = sampling_strategy
-        self.n_neighbors = int(n_neighbors)
+        self.random_state = random_state
+        self.n_neighbors = n_neighbors
         self.knn = knn
         self.n_probe = n_probe
 
-    def fit_resample(
-        self, X: Any, y: Any, *, generator: torch.Generator | None = None
-    ) -> tuple[Any, Any]:
-        """Resample ``X`` (N, D) and ``y`` (N,); inputs, outputs and generator as in SMOTE.
+    def _check_params(self, fn: str) -> None:
+        check_strategy_value(fn, self.sampling_strategy)
+        _io.check_int_param(fn, "n_neighbors", self.n_neighbors, 1)
+        _io.check_knn(fn, self.knn, self.n_probe)
 
-        Returns:
-            ``(X_resampled, y_resampled)``: originals first, then synthetic rows per class in
-            sorted class order (those of one class grouped by base row, in row order).
-        """
+    def _resample(self, X: Any, y: Any, generator: torch.Generator | None) -> tuple[Any, Any]:
         fn = "ADASYN"
         prep = _io.prepare(fn, X, y, generator)
         targets = resolve_strategy(fn, self.sampling_strategy, prep.counts, prep.y)
-        k = self.n_neighbors
+        k = int(self.n_neighbors)
         _io.check_k_vs_classes(fn, "n_neighbors", k, prep.counts, targets)
         parts: list[_io.Part] = []
         per_sample: dict[Any, np.ndarray] = {}
@@ -156,26 +163,3 @@ class ADASYN:
         self.generated_per_sample_ = per_sample
         self.n_features_in_ = int(prep.X.shape[1])
         return _io.finish(fn, prep, parts)
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Constructor arguments (scikit-learn's ``clone`` protocol)."""
-        return {name: getattr(self, name) for name in _PARAMS}
-
-    def set_params(self, **params: Any) -> ADASYN:
-        """Set constructor arguments, validated as in ``__init__``."""
-        unknown = sorted(set(params) - set(_PARAMS))
-        if unknown:
-            raise ValueError(f"ADASYN: unknown parameters {unknown}; expected {list(_PARAMS)}")
-        self.__init__(**{**self.get_params(), **params})  # type: ignore[misc]
-        return self
-
-    def state_dict(self) -> dict[str, Any]:
-        """Hyperparameters and fitted attributes."""
-        return _io.state_of(self, _PARAMS + _FITTED)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned."""
-        _io.load_state(self, state, _PARAMS + _FITTED, "ADASYN")
-
-    def __repr__(self) -> str:
-        return _io.format_repr("ADASYN", self.get_params())

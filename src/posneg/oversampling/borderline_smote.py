@@ -14,6 +14,7 @@ import torch
 
 from posneg import _checks
 from posneg.oversampling import _io
+from posneg.oversampling._base import OverSampler
 from posneg.oversampling._neighbors import kneighbors
 from posneg.oversampling._strategy import SamplingStrategy, check_strategy_value, resolve_strategy
 
@@ -34,11 +35,19 @@ CITATION = """
 
 #: The two variants, named as imbalanced-learn names them.
 KINDS: tuple[str, ...] = ("borderline-1", "borderline-2")
-_PARAMS = ("sampling_strategy", "k_neighbors", "m_neighbors", "kind", "knn", "n_probe")
-_FITTED = ("sampling_strategy_", "in_danger_indices_", "n_features_in_")
+_PARAMS = (
+    "sampling_strategy",
+    "random_state",
+    "k_neighbors",
+    "m_neighbors",
+    "kind",
+    "knn",
+    "n_probe",
+)
+_FITTED = ("sampling_strategy_", "in_danger_indices_", "n_features_in_", "feature_names_in_")
 
 
-class BorderlineSMOTE:
+class BorderlineSMOTE(OverSampler):
     """SMOTE that only interpolates from minority samples on the border with other classes.
 
     Han, Wang, Mao. *Borderline-SMOTE.* ICIC 2005.
@@ -64,6 +73,8 @@ class BorderlineSMOTE:
     Args:
         sampling_strategy: as in :class:`~posneg.oversampling.SMOTE` (every imbalanced-learn
             form).
+        random_state: as in :class:`~posneg.oversampling.SMOTE` (int seed, numpy or torch
+            generator; ``generator=`` in :meth:`fit_resample` takes precedence).
         k_neighbors: neighbours used for interpolation, ``>= 1``.
         m_neighbors: neighbours used to decide danger, ``>= 1``.
         kind: ``"borderline-1"`` or ``"borderline-2"``.
@@ -75,6 +86,11 @@ class BorderlineSMOTE:
         in_danger_indices_: dict class -> row indices (into ``X``) of its danger rows, for the
             classes that were resampled and had any (numpy for numpy input, else a tensor).
         n_features_in_: D.
+        feature_names_in_: the column names, when fitted on a DataFrame with string names.
+
+    The constructor only stores its arguments; :meth:`fit_resample` checks them. Inputs,
+    outputs, ``random_state``, feature names and gradients as in
+    :class:`~posneg.oversampling.SMOTE`.
 
     Raises:
         ValueError: as SMOTE; also when ``m_neighbors`` is not below N, or (borderline-1) a
@@ -92,28 +108,34 @@ class BorderlineSMOTE:
         True
     """
 
+    _PARAMS = _PARAMS
+    _FITTED = _FITTED
+
     def __init__(
         self,
         *,
         sampling_strategy: SamplingStrategy = "auto",
+        random_state: Any = None,
         k_neighbors: int = 5,
         m_neighbors: int = 10,
         kind: str = "borderline-1",
         knn: str = "exact",
         n_probe: int | None = None,
     ) -> None:
-        fn = "BorderlineSMOTE"
-        check_strategy_value(fn, sampling_strategy)
-        _io.check_int_param(fn, "k_neighbors", k_neighbors, 1)
-        _io.check_int_param(fn, "m_neighbors", m_neighbors, 1)
-        _checks.check_choice(fn, "kind", kind, KINDS)
-        _io.check_knn(fn, knn, n_probe)
         self.sampling_strategy = sampling_strategy
-        self.k_neighbors = int(k_neighbors)
-        self.m_neighbors = int(m_neighbors)
+        self.random_state = random_state
+        self.k_neighbors = k_neighbors
+        self.m_neighbors = m_neighbors
         self.kind = kind
         self.knn = knn
         self.n_probe = n_probe
+
+    def _check_params(self, fn: str) -> None:
+        check_strategy_value(fn, self.sampling_strategy)
+        _io.check_int_param(fn, "k_neighbors", self.k_neighbors, 1)
+        _io.check_int_param(fn, "m_neighbors", self.m_neighbors, 1)
+        _checks.check_choice(fn, "kind", self.kind, KINDS)
+        _io.check_knn(fn, self.knn, self.n_probe)
 
     def _search(
         self, data: torch.Tensor, k: int, query: torch.Tensor | None, generator: Any
@@ -122,20 +144,12 @@ class BorderlineSMOTE:
             data, k, query=query, method=self.knn, generator=generator, n_probe=self.n_probe
         )
 
-    def fit_resample(
-        self, X: Any, y: Any, *, generator: torch.Generator | None = None
-    ) -> tuple[Any, Any]:
-        """Resample ``X`` (N, D) and ``y`` (N,); inputs, outputs and generator as in SMOTE.
-
-        Returns:
-            ``(X_resampled, y_resampled)``: originals first, then synthetic rows per class in
-            sorted class order.
-        """
+    def _resample(self, X: Any, y: Any, generator: torch.Generator | None) -> tuple[Any, Any]:
         fn = "BorderlineSMOTE"
         prep = _io.prepare(fn, X, y, generator)
         targets = resolve_strategy(fn, self.sampling_strategy, prep.counts, prep.y)
         n = prep.X.shape[0]
-        k, m = self.k_neighbors, self.m_neighbors
+        k, m = int(self.k_neighbors), int(self.m_neighbors)
         if any(v > 0 for v in targets.values()):
             if m >= n:
                 raise ValueError(f"{fn}: m_neighbors={m} must be below the number of samples ({n})")
@@ -172,31 +186,6 @@ class BorderlineSMOTE:
         self.in_danger_indices_ = danger_out
         self.n_features_in_ = int(prep.X.shape[1])
         return _io.finish(fn, prep, parts)
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Constructor arguments (scikit-learn's ``clone`` protocol)."""
-        return {name: getattr(self, name) for name in _PARAMS}
-
-    def set_params(self, **params: Any) -> BorderlineSMOTE:
-        """Set constructor arguments, validated as in ``__init__``."""
-        unknown = sorted(set(params) - set(_PARAMS))
-        if unknown:
-            raise ValueError(
-                f"BorderlineSMOTE: unknown parameters {unknown}; expected {list(_PARAMS)}"
-            )
-        self.__init__(**{**self.get_params(), **params})  # type: ignore[misc]
-        return self
-
-    def state_dict(self) -> dict[str, Any]:
-        """Hyperparameters and fitted attributes."""
-        return _io.state_of(self, _PARAMS + _FITTED)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned."""
-        _io.load_state(self, state, _PARAMS + _FITTED, "BorderlineSMOTE")
-
-    def __repr__(self) -> str:
-        return _io.format_repr("BorderlineSMOTE", self.get_params())
 
 
 def _generate(

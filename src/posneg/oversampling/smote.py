@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from posneg.oversampling import _io
+from posneg.oversampling._base import OverSampler
 from posneg.oversampling._neighbors import kneighbors
 from posneg.oversampling._strategy import SamplingStrategy, check_strategy_value, resolve_strategy
 
@@ -31,8 +32,8 @@ CITATION = """
 }
 """
 
-_PARAMS = ("sampling_strategy", "k_neighbors", "knn", "n_probe")
-_FITTED = ("sampling_strategy_", "n_features_in_")
+_PARAMS = ("sampling_strategy", "random_state", "k_neighbors", "knn", "n_probe")
+_FITTED = ("sampling_strategy_", "n_features_in_", "feature_names_in_")
 
 
 def smote_samples(
@@ -86,7 +87,7 @@ def _smote_fill(
     return _io.segment_fill(X, base, X, other, steps)
 
 
-class SMOTE:
+class SMOTE(OverSampler):
     """Over-sample classes with points interpolated between same-class nearest neighbours.
 
     Chawla, Bowyer, Hall, Kegelmeyer. *SMOTE: Synthetic Minority Over-sampling Technique.* JAIR
@@ -113,16 +114,30 @@ class SMOTE:
             imbalanced-learn accepts: ``"auto"``/``"not majority"``, ``"minority"``,
             ``"not minority"``, ``"all"``, a float ratio minority/majority in (0, 1] (binary
             targets), a dict ``{class: target count}``, or a callable ``y -> dict``.
-        k_neighbors: neighbours per sample, ``>= 1``; every class to grow needs more rows.
+        random_state: ``None`` (torch's global RNG), an int seed (every fit starts from it: same
+            output each time), a ``numpy.random.Generator``/``RandomState`` (a seed drawn from it
+            per fit) or a ``torch.Generator`` on the input's device type (used as is). A
+            ``generator=`` given to :meth:`fit_resample` takes precedence.
+        k_neighbors: neighbours per sample, ``>= 1`` (numpy ints accepted, bools rejected);
+            every class to grow needs more rows.
         knn: ``"exact"``, ``"approx"`` or ``"faiss"``.
         n_probe: lists searched per query with ``knn="approx"`` (default 4).
 
     Fitted attributes:
         sampling_strategy_: dict class -> number of samples generated (imbalanced-learn's).
         n_features_in_: D.
+        feature_names_in_: the column names, when fitted on a DataFrame with string names.
+
+    The constructor only stores its arguments (scikit-learn's rule, so ``set_params`` and
+    ``clone`` work); they are checked by :meth:`fit_resample`. Inputs and outputs: numpy,
+    lists, pandas (column names and dtypes kept), scipy sparse (densified for the search),
+    string labels, a column or one-hot ``y``, or torch tensors on any device (see
+    :meth:`~posneg.oversampling._base.OverSampler.fit_resample`). With a tensor ``X`` that
+    requires grad, the output keeps the graph: each synthetic row is a differentiable convex
+    combination of two input rows (detach it if you do not want that).
 
     Raises:
-        ValueError: on bad hyperparameters at construction; in :meth:`fit_resample`, for X not
+        ValueError: in :meth:`fit_resample`, for bad hyperparameters (named), X not
             (N, D) or holding NaN/inf, y of another length, fewer than 2 classes, a class to
             grow with ``<= k_neighbors`` rows (named with its size), or a sampling_strategy
             naming an absent class, asking for fewer samples than present or a ratio that would
@@ -139,43 +154,35 @@ class SMOTE:
         (torch.Size([100, 4]), [50, 50])
     """
 
+    _PARAMS = _PARAMS
+    _FITTED = _FITTED
+
     def __init__(
         self,
         *,
         sampling_strategy: SamplingStrategy = "auto",
+        random_state: Any = None,
         k_neighbors: int = 5,
         knn: str = "exact",
         n_probe: int | None = None,
     ) -> None:
-        check_strategy_value("SMOTE", sampling_strategy)
-        _io.check_int_param("SMOTE", "k_neighbors", k_neighbors, 1)
-        _io.check_knn("SMOTE", knn, n_probe)
         self.sampling_strategy = sampling_strategy
-        self.k_neighbors = int(k_neighbors)
+        self.random_state = random_state
+        self.k_neighbors = k_neighbors
         self.knn = knn
         self.n_probe = n_probe
 
-    def fit_resample(
-        self, X: Any, y: Any, *, generator: torch.Generator | None = None
-    ) -> tuple[Any, Any]:
-        """Resample ``X`` (N, D) and ``y`` (N,).
+    def _check_params(self, fn: str) -> None:
+        check_strategy_value(fn, self.sampling_strategy)
+        _io.check_int_param(fn, "k_neighbors", self.k_neighbors, 1)
+        _io.check_knn(fn, self.knn, self.n_probe)
 
-        Args:
-            X: numpy array or floating tensor ``(N, D)``, finite.
-            y: labels ``(N,)``: a numpy array (any sortable labels) with numpy ``X``, an integer
-                tensor on ``X``'s device with tensor ``X``.
-            generator: a ``torch.Generator`` on ``X``'s device type (CPU for numpy input);
-                ``None`` draws from torch's global RNG.
-
-        Returns:
-            ``(X_resampled, y_resampled)``: originals first, then the synthetic rows per class
-            in sorted class order; numpy for numpy input, tensors on ``X``'s device otherwise.
-            Same generator state, inputs and device: same output (CPU and CUDA streams differ).
-        """
+    def _resample(self, X: Any, y: Any, generator: torch.Generator | None) -> tuple[Any, Any]:
         fn = "SMOTE"
+        k = int(self.k_neighbors)
         prep = _io.prepare(fn, X, y, generator)
         targets = resolve_strategy(fn, self.sampling_strategy, prep.counts, prep.y)
-        _io.check_k_vs_classes(fn, "k_neighbors", self.k_neighbors, prep.counts, targets)
+        _io.check_k_vs_classes(fn, "k_neighbors", k, prep.counts, targets)
         parts: list[_io.Part] = []
         for code, cls in enumerate(prep.classes):
             n_new = targets.get(cls, 0)
@@ -183,40 +190,10 @@ class SMOTE:
                 continue
             idx = torch.nonzero(prep.codes == code).squeeze(1)
             X_class = prep.X.index_select(0, idx)
-            nn = kneighbors(
-                X_class,
-                self.k_neighbors,
-                method=self.knn,
-                generator=generator,
-                n_probe=self.n_probe,
-            )
+            nn = kneighbors(X_class, k, method=self.knn, generator=generator, n_probe=self.n_probe)
             del X_class
             fill = _smote_fill(prep.X, idx, nn, n_new, generator)
             parts.append(_io.Part(cls, n_new, fill))
         self.sampling_strategy_ = targets
         self.n_features_in_ = int(prep.X.shape[1])
         return _io.finish(fn, prep, parts)
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Constructor arguments (scikit-learn's ``clone`` protocol)."""
-        return {name: getattr(self, name) for name in _PARAMS}
-
-    def set_params(self, **params: Any) -> SMOTE:
-        """Set constructor arguments, validated as in ``__init__``."""
-        merged = {**self.get_params(), **params}
-        unknown = sorted(set(params) - set(_PARAMS))
-        if unknown:
-            raise ValueError(f"SMOTE: unknown parameters {unknown}; expected {list(_PARAMS)}")
-        self.__init__(**merged)  # type: ignore[misc]
-        return self
-
-    def state_dict(self) -> dict[str, Any]:
-        """Hyperparameters and fitted attributes."""
-        return _io.state_of(self, _PARAMS + _FITTED)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned."""
-        _io.load_state(self, state, _PARAMS + _FITTED, "SMOTE")
-
-    def __repr__(self) -> str:
-        return _io.format_repr("SMOTE", self.get_params())

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from posneg.oversampling import _io
+from posneg.oversampling._base import OverSampler
 from posneg.oversampling._neighbors import kneighbors
 from posneg.oversampling._strategy import SamplingStrategy, check_strategy_value, resolve_strategy
 from posneg.oversampling.smote import CITATION as _SMOTE_CITATION
@@ -23,8 +24,16 @@ __all__ = ["SMOTENC"]
 
 CITATION = _SMOTE_CITATION
 
-_PARAMS = ("categorical_features", "sampling_strategy", "k_neighbors", "knn", "n_probe")
+_PARAMS = (
+    "categorical_features",
+    "sampling_strategy",
+    "random_state",
+    "k_neighbors",
+    "knn",
+    "n_probe",
+)
 _FITTED = (
+    "feature_names_in_",
     "sampling_strategy_",
     "categorical_features_",
     "continuous_features_",
@@ -33,9 +42,26 @@ _FITTED = (
 )
 
 
-def _column_indices(fn: str, spec: Any, n_features: int) -> np.ndarray:
-    """Categorical column indices from a list of ints or a boolean mask of length D."""
+def _column_indices(
+    fn: str, spec: Any, n_features: int, names: np.ndarray | None = None
+) -> np.ndarray:
+    """Categorical column indices from a list of ints, of column names (a DataFrame with string
+    column names), or a boolean mask of length D."""
     arr = np.asarray(spec.cpu() if isinstance(spec, torch.Tensor) else spec)
+    if arr.ndim == 1 and arr.size and arr.dtype.kind in "OUS":
+        if names is None:
+            raise TypeError(
+                f"{fn}: categorical_features given as column names ({spec!r}) needs X as a "
+                "DataFrame with string column names; pass column indices otherwise"
+            )
+        where = {str(n): i for i, n in enumerate(names)}
+        missing = [v for v in arr.tolist() if v not in where]
+        if missing:
+            raise ValueError(
+                f"{fn}: categorical_features names columns {missing} that X does not have "
+                f"(columns: {list(names)})"
+            )
+        arr = np.asarray([where[v] for v in arr.tolist()], dtype=np.int64)
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(
             f"{fn}: categorical_features must be a non-empty list of column indices or a "
@@ -60,6 +86,20 @@ def _column_indices(fn: str, spec: Any, n_features: int) -> np.ndarray:
     return np.unique(idx).astype(np.int64)
 
 
+def _factorize(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values of an object column (sorted when comparable, else in order of first
+    appearance) and each cell's code."""
+    try:
+        values, codes = np.unique(column, return_inverse=True)
+        return values.astype(object), codes.reshape(-1).astype(np.int64)
+    except TypeError:  # values of types that do not compare (e.g. str and float)
+        index: dict[Any, int] = {}
+        codes = np.fromiter((index.setdefault(v, len(index)) for v in column), np.int64)
+        table = np.empty(len(index), dtype=object)
+        table[:] = list(index)
+        return table, codes
+
+
 def _copy_into(rows: torch.Tensor) -> Callable[[torch.Tensor], None]:
     def fill(out: torch.Tensor) -> None:
         out.copy_(rows)
@@ -67,7 +107,7 @@ def _copy_into(rows: torch.Tensor) -> Callable[[torch.Tensor], None]:
     return fill
 
 
-class SMOTENC:
+class SMOTENC(OverSampler):
     """SMOTE for mixed data: continuous columns interpolated, categorical columns voted.
 
     Chawla, Bowyer, Hall, Kegelmeyer. *SMOTE.* JAIR 2002, section 6.1 (SMOTE-NC).
@@ -83,13 +123,17 @@ class SMOTENC:
     value most frequent among the base row's ``k`` neighbours, ties broken uniformly at random
     (imbalanced-learn's rule), so it is always a value present among the neighbours.
 
-    Categorical columns hold codes in a floating array (any values: they are compared for
-    equality only and copied unchanged into new rows).
+    Categorical columns hold codes in a floating array, or any values (strings, pandas
+    categoricals) in an object array or DataFrame, which then comes back as one (values are
+    compared for equality only and copied unchanged into new rows).
 
     Args:
-        categorical_features: indices of the categorical columns (negative allowed) or a
-            boolean mask of length D; at least one column must be categorical and one continuous.
+        categorical_features: indices of the categorical columns (negative allowed), their
+            names (for a DataFrame with string column names) or a boolean mask of length D;
+            at least one column must be categorical and one continuous.
         sampling_strategy: as in :class:`~posneg.oversampling.SMOTE`.
+        random_state: as in :class:`~posneg.oversampling.SMOTE` (int seed, numpy or torch
+            generator; ``generator=`` in :meth:`fit_resample` takes precedence).
         k_neighbors: neighbours per sample, ``>= 1``.
         knn: ``"exact"`` (default), ``"approx"`` or ``"faiss"`` (see SMOTE).
         n_probe: lists searched per query with ``knn="approx"``.
@@ -99,6 +143,11 @@ class SMOTENC:
         categorical_features_, continuous_features_: sorted column indices (numpy int64).
         median_std_: dict class -> ``Med`` of that class (float).
         n_features_in_: D.
+        feature_names_in_: the column names, when fitted on a DataFrame with string names.
+
+    The constructor only stores its arguments; :meth:`fit_resample` checks them. Inputs,
+    outputs, ``random_state``, feature names and gradients (continuous columns) as in
+    :class:`~posneg.oversampling.SMOTE`.
 
     Raises:
         ValueError: as SMOTE; also for column indices out of range, a mask of another length,
@@ -117,45 +166,56 @@ class SMOTENC:
         True
     """
 
+    _PARAMS = _PARAMS
+    _FITTED = _FITTED
+
     def __init__(
         self,
-        categorical_features: Sequence[int] | Sequence[bool] | np.ndarray | torch.Tensor,
+        categorical_features: Sequence[int]
+        | Sequence[bool]
+        | Sequence[str]
+        | np.ndarray
+        | torch.Tensor,
         *,
         sampling_strategy: SamplingStrategy = "auto",
+        random_state: Any = None,
         k_neighbors: int = 5,
         knn: str = "exact",
         n_probe: int | None = None,
     ) -> None:
-        fn = "SMOTENC"
-        if isinstance(categorical_features, (str, bytes)) or not hasattr(
-            categorical_features, "__len__"
-        ):
-            raise TypeError(
-                f"{fn}: categorical_features must be a list of column indices or a boolean "
-                f"mask; got {type(categorical_features).__name__}"
-            )
-        check_strategy_value(fn, sampling_strategy)
-        _io.check_int_param(fn, "k_neighbors", k_neighbors, 1)
-        _io.check_knn(fn, knn, n_probe)
         self.categorical_features = categorical_features
         self.sampling_strategy = sampling_strategy
-        self.k_neighbors = int(k_neighbors)
+        self.random_state = random_state
+        self.k_neighbors = k_neighbors
         self.knn = knn
         self.n_probe = n_probe
 
-    def fit_resample(
-        self, X: Any, y: Any, *, generator: torch.Generator | None = None
-    ) -> tuple[Any, Any]:
-        """Resample ``X`` (N, D) and ``y`` (N,); inputs, outputs and generator as in SMOTE.
+    def _check_params(self, fn: str) -> None:
+        spec = self.categorical_features
+        if isinstance(spec, (str, bytes)) or not hasattr(spec, "__len__"):
+            raise TypeError(
+                f"{fn}: categorical_features must be a list of column indices or a boolean "
+                f"mask; got {type(spec).__name__}"
+            )
+        check_strategy_value(fn, self.sampling_strategy)
+        _io.check_int_param(fn, "k_neighbors", self.k_neighbors, 1)
+        _io.check_knn(fn, self.knn, self.n_probe)
 
-        Returns:
-            ``(X_resampled, y_resampled)``: originals first, then synthetic rows per class in
-            sorted class order; columns in the input's order.
-        """
+    def __sklearn_tags__(self) -> Any:
+        """As the other samplers' (see ``OverSampler``), and strings are accepted."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        return tags
+
+    def _resample(self, X: Any, y: Any, generator: torch.Generator | None) -> tuple[Any, Any]:
+        if isinstance(X, np.ndarray) and X.dtype.kind in "OUS":
+            return self._resample_mixed(X, y, generator)
         fn = "SMOTENC"
         prep = _io.prepare(fn, X, y, generator)
         d = prep.X.shape[1]
-        cat_idx = _column_indices(fn, self.categorical_features, d)
+        cat_idx = _column_indices(
+            fn, self.categorical_features, d, getattr(self, "feature_names_in_", None)
+        )
         cont_idx = np.setdiff1d(np.arange(d), cat_idx)
         if cont_idx.size == 0:
             raise ValueError(
@@ -163,7 +223,7 @@ class SMOTENC:
                 "(imbalanced-learn's SMOTEN handles purely categorical data)"
             )
         targets = resolve_strategy(fn, self.sampling_strategy, prep.counts, prep.y)
-        _io.check_k_vs_classes(fn, "k_neighbors", self.k_neighbors, prep.counts, targets)
+        _io.check_k_vs_classes(fn, "k_neighbors", int(self.k_neighbors), prep.counts, targets)
         dev = prep.X.device
         cat_t = torch.from_numpy(cat_idx).to(dev)
         cont_t = torch.from_numpy(cont_idx).to(dev)
@@ -176,8 +236,8 @@ class SMOTENC:
             idx = torch.nonzero(prep.codes == code).squeeze(1)
             X_class = prep.X.index_select(0, idx)
             cont = X_class.index_select(1, cont_t)
-            cats = X_class.index_select(1, cat_t)
-            std = cont.to(torch.float64).std(0, correction=0)
+            cats = X_class.index_select(1, cat_t).detach()  # discrete: no gradient
+            std = cont.detach().to(torch.float64).std(0, correction=0)
             med = float(torch.quantile(std, 0.5))  # numpy's median: mean of the middle two
             median_std[cls] = med
             # each categorical column as codes 0..n_values-1, with its table of values
@@ -191,10 +251,10 @@ class SMOTENC:
                 torch.nn.functional.one_hot(c, v.shape[0]).to(work) * (med / math.sqrt(2.0))
                 for c, v in zip(codes_list, values_list, strict=True)
             ]
-            encoded = torch.cat([cont.to(work), *onehots], dim=1)
+            encoded = torch.cat([cont.detach().to(work), *onehots], dim=1)
             nn = kneighbors(
                 encoded,
-                self.k_neighbors,
+                int(self.k_neighbors),
                 method=self.knn,
                 generator=generator,
                 n_probe=self.n_probe,
@@ -209,6 +269,39 @@ class SMOTENC:
         self.median_std_ = median_std
         self.n_features_in_ = int(d)
         return _io.finish(fn, prep, parts)
+
+    def _resample_mixed(
+        self, X: np.ndarray, y: Any, generator: torch.Generator | None
+    ) -> tuple[Any, Any]:
+        """Object or string arrays (a DataFrame with string or categorical columns): the
+        categorical columns are coded ``0..n-1``, resampled as codes, and decoded; the
+        continuous columns must hold numbers. Returns an object array."""
+        fn = "SMOTENC"
+        if X.ndim != 2:
+            raise ValueError(f"{fn}: X must have shape (N, D); got {X.shape}")
+        d = X.shape[1]
+        cat_idx = _column_indices(
+            fn, self.categorical_features, d, getattr(self, "feature_names_in_", None)
+        )
+        cont_idx = np.setdiff1d(np.arange(d), cat_idx)
+        work = np.empty(X.shape, dtype=np.float64)
+        try:
+            work[:, cont_idx] = X[:, cont_idx].astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"{fn}: the continuous columns {cont_idx.tolist()} must hold numbers (the "
+                f"others are categorical_features={self.categorical_features!r}); {exc}"
+            ) from exc
+        tables = []
+        for col in cat_idx:
+            values, codes = _factorize(X[:, col])
+            work[:, col] = codes
+            tables.append(values)
+        X_res, y_res = self._resample(work, y, generator)
+        out = X_res.astype(object)
+        for col, values in zip(cat_idx, tables, strict=True):
+            out[:, col] = values[X_res[:, col].astype(np.int64)]
+        return out, y_res
 
     @staticmethod
     def _generate(
@@ -242,27 +335,3 @@ class SMOTENC:
             winner = (votes + 0.5 * jitter).argmax(1)
             out[:, cat_t[j]] = values[winner].to(X_class.dtype)
         return out
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Constructor arguments (scikit-learn's ``clone`` protocol)."""
-        return {name: getattr(self, name) for name in _PARAMS}
-
-    def set_params(self, **params: Any) -> SMOTENC:
-        """Set constructor arguments, validated as in ``__init__``."""
-        unknown = sorted(set(params) - set(_PARAMS))
-        if unknown:
-            raise ValueError(f"SMOTENC: unknown parameters {unknown}; expected {list(_PARAMS)}")
-        merged = {**self.get_params(), **params}
-        self.__init__(merged.pop("categorical_features"), **merged)  # type: ignore[misc]
-        return self
-
-    def state_dict(self) -> dict[str, Any]:
-        """Hyperparameters and fitted attributes."""
-        return _io.state_of(self, _PARAMS + _FITTED)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned."""
-        _io.load_state(self, state, _PARAMS + _FITTED, "SMOTENC")
-
-    def __repr__(self) -> str:
-        return _io.format_repr("SMOTENC", self.get_params())
