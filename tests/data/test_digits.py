@@ -112,3 +112,33 @@ def test_not_an_npz(tmp_path: Path) -> None:
 def test_bad_test_fraction() -> None:
     with pytest.raises(ValueError, match="test_fraction"):
         stratified_split(np.arange(10) % 2, test_fraction=1.0)
+
+
+def test_too_many_features_are_refused_before_reading(tmp_path: Path) -> None:
+    # issue 22: 10^7 features crashed the bench's allocator; the header is checked first
+    from posneg.data.digits import MAX_FEATURES
+
+    path = tmp_path / "wide.npz"
+    np.savez_compressed(path, X=np.zeros((1, 10**7), dtype=np.uint8), y=np.zeros(1))
+    with pytest.raises(
+        ValueError, match=rf"load_npz: .*wide\.npz: X has 10000000 features; at most {MAX_FEATURES}"
+    ):
+        load_npz(path)
+    ok = tmp_path / "ok.npz"
+    x, y = _blobs(dim=MAX_FEATURES)
+    np.savez(ok, X=x[:12].astype(np.float32), y=y[:12])
+    assert load_npz(ok).n_features == MAX_FEATURES
+
+
+def test_hostile_files_get_one_clear_message(tmp_path: Path) -> None:
+    text = tmp_path / "notes.npz"
+    text.write_text("just some notes\n")
+    with pytest.raises(ValueError, match=r"load_npz: cannot read .*: it is a text file") as info:
+        load_npz(text)
+    assert "allow_pickle" not in str(info.value)
+    with pytest.raises(ValueError, match=r"load_npz: cannot read .*: it is a directory"):
+        load_npz(tmp_path)
+    with open(tmp_path / "a.npz", "wb") as fh:
+        np.save(fh, np.zeros((20, 3)))
+    with pytest.raises(ValueError, match=r"load_npz: cannot read .*a\.npz .*single \.npy array"):
+        load_npz(tmp_path / "a.npz")

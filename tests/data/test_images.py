@@ -95,3 +95,23 @@ def test_unreadable_and_missing_files(tmp_path: Path) -> None:
     np.savez(tmp_path / "obj.npz", X=np.array([None] * 12, dtype=object), y=np.arange(12) % 2)
     with pytest.raises(ValueError, match="load_image_npz: cannot read"):
         load_image_npz(tmp_path / "obj.npz")
+
+
+def test_huge_images_are_refused_before_reading(tmp_path: Path) -> None:
+    from posneg.data.images import MAX_IMAGE_VALUES
+
+    big = tmp_path / "big.npz"
+    np.savez_compressed(big, X=np.zeros((1, 2049, 2048), dtype=np.uint8), y=np.zeros(1))
+    with pytest.raises(
+        ValueError, match=rf"load_image_npz: .*big\.npz: each image .* at most {MAX_IMAGE_VALUES}"
+    ):
+        load_image_npz(big)
+    flat = tmp_path / "flat.npz"
+    np.savez(flat, X=np.zeros((20, 64)), y=np.arange(20) % 2)
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\) or \(N, H, W\); got \(20, 64\)"):
+        load_image_npz(flat)
+
+
+def test_a_directory_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"load_image_npz: cannot read .*: it is a directory"):
+        load_image_npz(tmp_path)

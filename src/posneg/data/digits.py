@@ -14,12 +14,13 @@ side only.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from posneg._npz import integer_labels, read_npz
+from posneg._npz import ArrayHeader, integer_labels, read_npz
 
 __all__ = [
     "Dataset",
@@ -32,6 +33,8 @@ __all__ = [
 #: The fewest samples a user file may hold, and the fewest per class (one train, one test).
 MIN_SAMPLES = 10
 MIN_PER_CLASS = 2
+#: The most features a user file may hold (checked from the file's header before reading).
+MAX_FEATURES = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -216,9 +219,11 @@ def load_npz(
 ) -> Dataset:
     """A user's ``.npz`` with ``X`` (N, F) floats and ``y`` (N,) integer labels, split and scaled.
 
-    The file is read with ``allow_pickle=False`` (object arrays are refused, nothing is
-    unpickled). Features are standardised per feature with train statistics; such data gets
-    vector augmentations (noise, feature dropout) in the benches, never image ones.
+    The file is read by :func:`posneg._npz.read_npz`: nothing is unpickled, and sizes declared
+    in the file are checked before any data is read (at most
+    :data:`posneg._npz.MAX_NPZ_BYTES`, 2 GiB, and at most :data:`MAX_FEATURES` features).
+    Features are standardised per feature with train statistics; such data gets vector
+    augmentations (noise, feature dropout) in the benches, never image ones.
 
     Args:
         path: the ``.npz`` file.
@@ -229,13 +234,27 @@ def load_npz(
         A :class:`Dataset` with ``image_shape=None``.
 
     Raises:
-        ValueError: unreadable file, a missing array, wrong shapes or dtypes, NaN/inf features,
-            fewer than 10 samples, fewer than 2 classes, or a class with fewer than 2 samples.
+        ValueError: unreadable file (a directory, not an ``.npz``, declared sizes over the
+            limits), a missing array, wrong shapes or dtypes, more than :data:`MAX_FEATURES`
+            features, NaN/inf features, fewer than 10 samples, fewer than 2 classes, or a class
+            with fewer than 2 samples.
         FileNotFoundError: no such file.
     """
     fn = "load_npz"
     path = os.fspath(path)
-    arrays = read_npz(path, ("X", "y"), fn=fn, layout="'X' (N, F) and 'y' (N,)")
+
+    def check(headers: Mapping[str, ArrayHeader]) -> None:
+        shape = headers["X"].shape
+        if len(shape) != 2 or shape[1] < 1:
+            raise ValueError(f"{fn}: X must have shape (N, F); got {shape}")
+        if shape[1] > MAX_FEATURES:
+            raise ValueError(
+                f"{fn}: {path}: X has {shape[1]} features; at most {MAX_FEATURES} are supported "
+                "(the benches' networks hold one weight per feature and hidden unit): reduce "
+                "the features first (PCA, feature selection)"
+            )
+
+    arrays = read_npz(path, ("X", "y"), fn=fn, layout="'X' (N, F) and 'y' (N,)", check=check)
     x, y = arrays["X"], arrays["y"]
     if x.ndim != 2 or x.shape[1] < 1:
         raise ValueError(f"{fn}: X must have shape (N, F); got {x.shape}")

@@ -19,7 +19,9 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,10 +29,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from posneg._npz import integer_labels, read_npz
+from posneg._npz import ArrayHeader, integer_labels, read_npz
 from posneg.data.digits import MIN_SAMPLES, _encode_labels, stratified_split
 
 __all__ = ["ImageData", "load_image_digits", "load_image_npz"]
+
+#: The most values (C x H x W) one image of a user file may hold, checked before reading.
+MAX_IMAGE_VALUES = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -159,8 +164,10 @@ def load_image_npz(
 ) -> ImageData:
     """A user's ``.npz`` with images ``X`` (N, C, H, W) or (N, H, W) and labels ``y`` (N,).
 
-    Read with ``allow_pickle=False``. uint8 pixels are divided by 255; float pixels already in
-    [0, 1] are kept, others are min-max scaled over the whole array to [0, 1].
+    Read by :func:`posneg._npz.read_npz`: nothing is unpickled, and sizes declared in the file
+    are checked before any data is read (at most :data:`posneg._npz.MAX_NPZ_BYTES`, 2 GiB, and
+    at most :data:`MAX_IMAGE_VALUES` values per image). uint8 pixels are divided by 255; float
+    pixels already in [0, 1] are kept, others are min-max scaled over the whole array to [0, 1].
 
     Args:
         path: the ``.npz`` file.
@@ -171,13 +178,27 @@ def load_image_npz(
         An :class:`ImageData` named by the path.
 
     Raises:
-        ValueError: unreadable file, missing arrays, wrong shapes or dtypes, NaN/inf pixels,
-            images smaller than 8x8, fewer than 10 samples or a class with fewer than 2.
+        ValueError: unreadable file (a directory, not an ``.npz``, declared sizes over the
+            limits), missing arrays, wrong shapes or dtypes, images of more than
+            :data:`MAX_IMAGE_VALUES` values, NaN/inf pixels, images smaller than 8x8, fewer than
+            10 samples or a class with fewer than 2.
         FileNotFoundError: no such file.
     """
     fn = "load_image_npz"
     path = os.fspath(path)
-    arrays = read_npz(path, ("X", "y"), fn=fn, layout="'X' (N, C, H, W) and 'y' (N,)")
+
+    def check(headers: Mapping[str, ArrayHeader]) -> None:
+        shape = headers["X"].shape
+        if len(shape) not in (3, 4):
+            raise ValueError(f"{fn}: X must have shape (N, C, H, W) or (N, H, W); got {shape}")
+        values = math.prod(shape[1:])
+        if values > MAX_IMAGE_VALUES:
+            raise ValueError(
+                f"{fn}: {path}: each image of X {shape} holds {values} values; at most "
+                f"{MAX_IMAGE_VALUES} are supported (for example 4 x 1024 x 1024): resize first"
+            )
+
+    arrays = read_npz(path, ("X", "y"), fn=fn, layout="'X' (N, C, H, W) and 'y' (N,)", check=check)
     x, y = arrays["X"], arrays["y"]
     if x.ndim == 3:
         x = x[:, None]
