@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import threading
 
 import numpy as np
 import pytest
@@ -188,3 +189,73 @@ def test_missing_faiss_names_the_extra(method: str, monkeypatch: pytest.MonkeyPa
 def test_unknown_method() -> None:
     with pytest.raises(ValueError, match="kneighbors: method must be one of"):
         kneighbors(torch.randn(10, 2), 3, method="ivf")
+
+
+# ---------------------------------------------------------------------------------------------
+# global torch state: the worker pool never changes torch's thread count (issue 22)
+# ---------------------------------------------------------------------------------------------
+
+
+def _count_in_new_thread() -> int:
+    seen: list[int] = []
+    t = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    t.start()
+    t.join()
+    return seen[0]
+
+
+def test_workers_keep_a_users_set_num_threads() -> None:
+    """A count the user sets during a search survives it (it used to be overwritten)."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        seen: list[int] = []
+        with _knn.workers(torch.device("cpu")) as run:
+            torch.set_num_threads(3)  # the user's own call, in the middle of the search
+            run(lambda _: seen.append(torch.get_num_threads()), list(range(8)))
+        assert torch.get_num_threads() == 3
+        assert _count_in_new_thread() == 3
+        if _knn._omp_one_thread() is not None:
+            assert seen == [1] * 8  # each worker of the pool runs one OpenMP thread
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_thread_started_during_a_search_keeps_its_count() -> None:
+    """Threads started meanwhile used to inherit 1 and keep it (a matmul loop at half speed)."""
+    before = torch.get_num_threads()
+    ask, told = threading.Event(), threading.Event()
+    counts: list[int] = []
+
+    def bystander() -> None:
+        counts.append(torch.get_num_threads())
+        ask.wait(30)
+        counts.append(torch.get_num_threads())
+        told.set()
+
+    try:
+        torch.set_num_threads(2)
+        with _knn.workers(torch.device("cpu")) as run:
+            t = threading.Thread(target=bystander)
+            t.start()
+            run(lambda _: None, list(range(4)))
+        ask.set()
+        told.wait(30)
+        t.join()
+        assert counts == [2, 2]
+        assert torch.get_num_threads() == 2 and _count_in_new_thread() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_knn_l2_leaves_the_thread_count_and_matches_a_serial_run() -> None:
+    x = torch.randn(3000, 6, generator=_g(8), dtype=torch.float64)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        got = _knn.knn_l2(x, 4, tile=256)
+        assert torch.get_num_threads() == 2 and _count_in_new_thread() == 2
+        torch.set_num_threads(1)  # serial path
+        assert torch.equal(got, _knn.knn_l2(x, 4, tile=256))
+    finally:
+        torch.set_num_threads(before)

@@ -89,15 +89,22 @@ Run = Callable[[Callable[[Any], None], list[Any]], None]
 
 @contextmanager
 def workers(device: torch.device) -> Iterator[Run]:
-    """Run independent tasks: on CPU over ``torch.get_num_threads()`` Python threads, each with
-    one intra-op thread (coarse parallelism: no per-operation barrier, which matters on a loaded
-    machine where OpenMP barriers in thousands of small operations dominate); elsewhere in order.
+    """Run independent tasks: on CPU over ``torch.get_num_threads()`` Python threads of a pool of
+    this call's own, each with one OpenMP thread (coarse parallelism: no per-operation barrier,
+    which matters on a loaded machine where OpenMP barriers in thousands of small operations
+    dominate); elsewhere in order.
 
-    ``torch.set_num_threads`` is process-wide: it is 1 for the duration of the call and restored
-    afterwards.
+    Torch's process-wide thread count (``torch.set_num_threads``) is never changed: the pool's
+    threads lower only their own OpenMP thread count (``omp_set_num_threads`` called in each
+    worker thread, a per-thread setting), so a count the caller sets meanwhile and the count of
+    any thread started meanwhile are left as they are. Where that per-thread setting is not
+    available (no OpenMP runtime found in the process, another parallel backend), the tasks run
+    in order in the calling thread with torch's own intra-op threads. With MKL, a worker's
+    matrix products may still use the count torch last set for the process.
     """
     n_threads = torch.get_num_threads()
-    if device.type != "cpu" or n_threads <= 1:
+    one_thread = _omp_one_thread()
+    if device.type != "cpu" or n_threads <= 1 or one_thread is None:
 
         def serial(fn: Callable[[Any], None], items: list[Any]) -> None:
             for item in items:
@@ -105,17 +112,76 @@ def workers(device: torch.device) -> Iterator[Run]:
 
         yield serial
         return
-    torch.set_num_threads(1)
+    with ThreadPoolExecutor(max_workers=n_threads, initializer=one_thread) as pool:
+
+        def parallel(fn: Callable[[Any], None], items: list[Any]) -> None:
+            for _ in pool.map(fn, items):  # re-raises a task's exception
+                pass
+
+        yield parallel
+
+
+def _omp_one_thread() -> Callable[[], None] | None:
+    """A function that gives the calling thread one OpenMP thread, or ``None`` where unavailable.
+
+    Resolved once: ``omp_set_num_threads`` of the OpenMP runtime torch loaded (looked up in the
+    process' global symbols, then in the loaded libraries listed by ``/proc/self/maps``), kept
+    only if a probe thread then reports ``torch.get_num_threads() == 1`` while the calling
+    thread's count is unchanged.
+    """
+    global _ONE_THREAD
+    if _ONE_THREAD is None:
+        _ONE_THREAD = _resolve_one_thread() or False
+    return _ONE_THREAD or None
+
+
+_ONE_THREAD: Any = None
+
+
+def _resolve_one_thread() -> Callable[[], None] | None:
+    if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
+        return None
+    candidates: list[str | None] = [None]
     try:
-        with ThreadPoolExecutor(max_workers=n_threads) as pool:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            libs = {line.split()[-1] for line in maps if "/" in line}
+        candidates += sorted(p for p in libs if any(s in p for s in ("gomp", "iomp", "libomp")))
+    except OSError:
+        pass
+    for name in candidates:
+        try:
+            setter = ctypes.CDLL(name).omp_set_num_threads
+        except (OSError, AttributeError):
+            continue
+        setter.argtypes = [ctypes.c_int]
+        setter.restype = None
+        one_thread = _one_thread_with(setter)
+        if _probe(one_thread):
+            return one_thread
+    return None
 
-            def parallel(fn: Callable[[Any], None], items: list[Any]) -> None:
-                for _ in pool.map(fn, items):  # re-raises a task's exception
-                    pass
 
-            yield parallel
-    finally:
-        torch.set_num_threads(n_threads)
+def _one_thread_with(setter: Any) -> Callable[[], None]:
+    def one_thread() -> None:
+        torch.get_num_threads()  # torch's own per-thread initialisation first
+        setter(1)
+
+    return one_thread
+
+
+def _probe(one_thread: Callable[[], None]) -> bool:
+    """Whether ``one_thread`` gives a fresh thread one torch thread and leaves the caller's."""
+    before = torch.get_num_threads()
+    seen: list[int] = []
+
+    def probe() -> None:
+        one_thread()
+        seen.append(torch.get_num_threads())
+
+    t = threading.Thread(target=probe)
+    t.start()
+    t.join()
+    return seen == [1] and torch.get_num_threads() == before
 
 
 def release_freed_memory() -> None:
