@@ -365,3 +365,44 @@ def test_faiss_errors() -> None:
     with pytest.raises(ValueError, match="ids must be unique"):
         flat.add(torch.randn(1, 2), torch.tensor([3]))
     assert np.isfinite(flat.search(torch.randn(1, 2), 3)[0].numpy()).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# hostile sizes and ids (issue 22)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_huge_k_is_refused_not_allocated() -> None:
+    """k=10**12 used to pad a (Q, 10^12) result: 20 TB. Beyond ntotal, Q * k is bounded."""
+    from posneg.mining.index import MAX_PADDED
+
+    index = ExactIndex()
+    index.add(torch.randn(5, 4, generator=torch.Generator().manual_seed(0)))
+    q = torch.randn(3, 4, generator=torch.Generator().manual_seed(1))
+    with pytest.raises(ValueError, match=r"ExactIndex.search: k=1000000000000 exceeds the 5 rows"):
+        index.search(q, k=10**12)
+    # padding below the bound keeps the documented contract: id -1, score -inf
+    k = MAX_PADDED // 3
+    _, ids = index.search(q[:1], k=8)
+    assert ids[0, 5:].tolist() == [-1, -1, -1]
+    with pytest.raises(ValueError, match=rf"at most {MAX_PADDED}\); pass k <= ntotal \(5\)"):
+        index.search(q, k=k + 1)
+    # k <= ntotal is never refused by the bound
+    assert index.search(q, k=np.int64(5))[1].shape == (3, 5)
+
+
+def test_default_ids_never_overflow_int64() -> None:
+    top = 2**63 - 1
+    index = ExactIndex()
+    index.add(torch.eye(2), ids=torch.tensor([5, top]))
+    _, ids = index.search(torch.eye(2), k=3)
+    assert ids.tolist() == [[5, top, -1], [top, 5, -1]]
+    with pytest.raises(ValueError, match=r"ExactIndex.add: ids=None would number the new rows"):
+        index.add(torch.ones(1, 2))
+    assert index.ntotal == 2  # unchanged
+    index.add(torch.ones(1, 2), ids=torch.tensor([6]))
+    assert index.ntotal == 3
+    near = ExactIndex()
+    near.add(torch.eye(2), ids=torch.tensor([top - 2, top - 1]))
+    near.add(torch.ones(1, 2))  # exactly top: still representable
+    assert near.search(torch.ones(1, 2), k=1)[1].tolist() == [[top]]

@@ -20,7 +20,12 @@ Common contract of ``search``:
 
 - ``scores`` is ``(Q, k)`` float32, descending along each row; ``ids`` is ``(Q, k)`` int64.
 - When ``k`` exceeds ``ntotal`` (or an IVF search finds fewer than ``k``), the missing tail has id
-  ``-1`` and score ``-inf`` (faiss' own ``-FLT_MAX`` pad is rewritten to ``-inf``).
+  ``-1`` and score ``-inf`` (faiss' own ``-FLT_MAX`` pad is rewritten to ``-inf``). Such padding
+  is bounded: a ``k`` beyond ``ntotal`` with ``Q * k`` over :data:`MAX_PADDED` (2^26 entries,
+  about 800 MB of results that would be almost all padding) is refused with a ``ValueError``
+  instead of allocated (``k=10**12`` would ask for terabytes). ``k <= ntotal`` is never refused.
+- Ids are int64 in ``[0, 2^63 - 1]``; ``add(ids=None)`` numbers new rows after the largest id
+  held and refuses (``ValueError``) when that numbering would pass ``2^63 - 1``.
 - Ties: :class:`ExactIndex` orders by score descending, then id ascending, and picks the lowest ids
   when a tie straddles the k-th place, so its output is fully deterministic. faiss' order among
   equal scores is its own; :class:`FaissIndex` re-sorts each returned row by (score desc, id asc)
@@ -47,7 +52,7 @@ import torch.nn.functional as F
 
 from posneg import _checks, _knn
 
-__all__ = ["GROUP", "ExactIndex", "FaissIndex", "Index"]
+__all__ = ["GROUP", "MAX_PADDED", "ExactIndex", "FaissIndex", "Index"]
 
 Metric = Literal["ip", "cosine"]
 _METRICS = ("ip", "cosine")
@@ -104,8 +109,35 @@ def _check_ids(fn: str, ids: Any, n: int, existing: torch.Tensor | None) -> torc
     return out
 
 
-def _check_k(fn: str, k: Any) -> int:
-    return _checks.check_int(fn, "k", k, min_value=1)
+#: Most (query, result) entries a search pads beyond ``ntotal`` (``Q * k``, 12 bytes each).
+MAX_PADDED = 1 << 26
+
+#: Largest id an index can hold (int64).
+MAX_ID = (1 << 63) - 1
+
+
+def _check_k(fn: str, k: Any, n_queries: int, ntotal: int) -> int:
+    """``k >= 1``; beyond ``ntotal`` (padding) only while ``Q * k <= MAX_PADDED``."""
+    k = _checks.check_int(fn, "k", k, min_value=1)
+    if k > ntotal and n_queries * k > MAX_PADDED:
+        raise ValueError(
+            f"{fn}: k={k} exceeds the {ntotal} rows held, and padding {n_queries} queries to k "
+            f"results would hold {n_queries * k} entries (at most {MAX_PADDED}); "
+            f"pass k <= ntotal ({ntotal})"
+        )
+    return k
+
+
+def _default_ids(fn: str, next_id: int, n: int) -> torch.Tensor:
+    """The ids ``next_id .. next_id + n - 1``, refused where they would pass the int64 range."""
+    if n and next_id + n - 1 > MAX_ID:
+        raise ValueError(
+            f"{fn}: ids=None would number the new rows from {next_id}, past the largest int64 "
+            f"id {MAX_ID} (an earlier add used ids up to {next_id - 1}); pass ids explicitly"
+        )
+    if n == 0:
+        return torch.empty(0, dtype=torch.int64)
+    return torch.arange(n, dtype=torch.int64) + next_id  # the end next_id + n may be 2^63
 
 
 def _normalize(x: torch.Tensor) -> torch.Tensor:
@@ -217,7 +249,8 @@ class ExactIndex:
         Raises:
             TypeError: non-float embeddings, non-integer ids, a dtype different from earlier rows.
             ValueError: bad shapes, a dimension different from earlier rows, NaN/inf, a device
-                different from earlier rows (with ``device=None``), negative or repeated ids.
+                different from earlier rows (with ``device=None``), negative or repeated ids,
+                ``ids=None`` numbering past ``2^63 - 1``.
         """
         fn = "ExactIndex.add"
         _checks.check_embeddings(fn, "embeddings", embeddings)
@@ -235,7 +268,7 @@ class ExactIndex:
         _checks.check_finite(fn, "embeddings", embeddings)
         n = int(embeddings.shape[0])
         if ids is None:
-            new_ids = torch.arange(self._next_id, self._next_id + n, dtype=torch.int64)
+            new_ids = _default_ids(fn, self._next_id, n)
         else:
             new_ids = _check_ids(fn, ids, n, self._ids)
         x = embeddings.detach()
@@ -270,22 +303,25 @@ class ExactIndex:
 
         Args:
             queries: (Q, D) floating tensor, same dtype as the corpus.
-            k: results per query (>= 1); beyond ``ntotal`` the tail is id -1, score -inf.
+            k: results per query (>= 1); beyond ``ntotal`` the tail is id -1, score -inf
+                (refused where ``Q * k`` would pass :data:`MAX_PADDED`).
 
         Returns:
             ``scores`` float32 (Q, k), descending per row (ties: id ascending); ``ids`` int64.
 
         Raises:
-            ValueError: empty index, bad shapes, NaN/inf, device mismatch (with ``device=None``).
+            ValueError: empty index, bad shapes, NaN/inf, device mismatch (with ``device=None``),
+                ``k`` beyond ``ntotal`` with ``Q * k > MAX_PADDED``.
             TypeError: non-float queries or a dtype different from the corpus'.
         """
         fn = "ExactIndex.search"
-        k = _check_k(fn, k)
+        k = _checks.check_int(fn, "k", k, min_value=1)
         _checks.check_float(fn, "queries", queries)
         if queries.dim() != 2:
             raise ValueError(f"{fn}: queries must have shape (Q, D); got {tuple(queries.shape)}")
         if self._emb is None or self._ids is None:
             raise ValueError(f"{fn}: the index is empty; call add() first")
+        k = _check_k(fn, k, int(queries.shape[0]), self.ntotal)
         emb = self._emb
         _checks.check_same_dim(fn, "queries", queries, "the index", emb)
         _checks.check_same_dtype(fn, "queries", queries, "the index", emb)
@@ -410,7 +446,7 @@ class FaissIndex:
         _checks.check_finite(fn, "embeddings", embeddings)
         n = int(embeddings.shape[0])
         if ids is None:
-            new_ids = torch.arange(self._next_id, self._next_id + n, dtype=torch.int64)
+            new_ids = _default_ids(fn, self._next_id, n)
         else:
             new_ids = _check_ids(fn, ids, n, self._ids)
         x = self._prepare(embeddings)
@@ -443,12 +479,13 @@ class FaissIndex:
             ValueError: empty index, bad shapes, NaN/inf.
         """
         fn = "FaissIndex.search"
-        k = _check_k(fn, k)
+        k = _checks.check_int(fn, "k", k, min_value=1)
         _checks.check_float(fn, "queries", queries)
         if queries.dim() != 2:
             raise ValueError(f"{fn}: queries must have shape (Q, D); got {tuple(queries.shape)}")
         if self._index is None or self._dim is None:
             raise ValueError(f"{fn}: the index is empty; call add() first")
+        k = _check_k(fn, k, int(queries.shape[0]), self.ntotal)
         if queries.shape[1] != self._dim:
             raise ValueError(
                 f"{fn}: queries must have dimension D={self._dim} like the index; "
