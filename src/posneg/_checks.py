@@ -7,6 +7,7 @@ All library code validates through these helpers so that messages look the same 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -124,9 +125,14 @@ def check_nonnegative(fn: str, name: str, value: Any) -> float:
     return v
 
 
+def _is_int(value: Any) -> bool:
+    """A Python or numpy integer scalar (``numbers.Integral``), never a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def check_real(fn: str, name: str, value: Any) -> float:
-    """A finite real number (bools rejected)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """A finite real number: Python or numpy scalar (``numbers.Real``); bools rejected."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{fn}: {name} must be a real number; got {type(value).__name__}")
     v = float(value)
     if not math.isfinite(v):
@@ -156,12 +162,17 @@ def check_range(
 
 
 def check_int(fn: str, name: str, value: Any, *, min_value: int | None = None) -> int:
-    """An int (bools rejected), optionally >= ``min_value``."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    """An int, optionally >= ``min_value``, returned as a Python ``int``.
+
+    Python ints and numpy integer scalars (``np.int64(5)``: any ``numbers.Integral``) are
+    accepted alike everywhere; bools (also ``np.bool_``), floats and tensors are rejected.
+    """
+    if not _is_int(value):
         raise TypeError(f"{fn}: {name} must be an int; got {type(value).__name__}")
-    if min_value is not None and value < min_value:
-        raise ValueError(f"{fn}: {name} must be >= {min_value}; got {value}")
-    return int(value)
+    v = int(value)
+    if min_value is not None and v < min_value:
+        raise ValueError(f"{fn}: {name} must be >= {min_value}; got {v}")
+    return v
 
 
 def check_choice(fn: str, name: str, value: Any, choices: Sequence[str]) -> str:
@@ -255,12 +266,15 @@ def check_id_lists(
                 raise TypeError(
                     f"{fn}: {name}[{i}] must be a sequence of ints; got {type(row).__name__}"
                 )
-            ids = row.tolist() if isinstance(row, torch.Tensor) else list(row)
-            for v in ids:
-                if isinstance(v, bool) or not isinstance(v, int):
+            raw = row.tolist() if isinstance(row, torch.Tensor) else list(row)
+            ids = []
+            for v in raw:
+                if not _is_int(v):
                     raise TypeError(f"{fn}: {name}[{i}] must hold ints; got {type(v).__name__}")
+                v = int(v)
                 if v < 0 or (num_ids is not None and v >= num_ids):
                     raise ValueError(f"{fn}: {name}[{i}] holds {v}, outside {span}")
+                ids.append(v)
             rows.append(ids)
         width = max([1, *(len(r) for r in rows)])
         mat = torch.full((num_rows, width), -1, dtype=torch.int64)

@@ -251,3 +251,29 @@ def test_load_state_dict_errors() -> None:
     with pytest.raises(ValueError, match=r"not full must have ptr == size; got ptr=1, size=2"):
         queue.load_state_dict({**good, "ptr": 1, "size": 2})
     assert len(queue) == 0  # failed loads leave the queue untouched
+
+
+def test_non_finite_keys_are_refused_and_leave_the_queue_unchanged() -> None:
+    """Issue 22: NaN keys were stored and turned every later loss into NaN."""
+    q = MemoryQueue(capacity=4, dim=2)
+    q.enqueue(torch.ones(1, 2))
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(ValueError, match=r"MemoryQueue.enqueue: keys contains NaN or inf"):
+            q.enqueue(torch.tensor([[0.0, 0.0], [bad, 1.0]]))
+    assert len(q) == 1 and torch.equal(q.negatives(), torch.ones(1, 2))
+    state = q.state_dict()
+    state["buffer"][3, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"load_state_dict: state\['buffer'\] contains NaN"):
+        MemoryQueue(capacity=4, dim=2).load_state_dict(state)
+
+
+def test_numpy_integers_are_accepted_like_ints() -> None:
+    import numpy as np
+
+    q = MemoryQueue(capacity=np.int64(3), dim=np.int32(2))
+    assert (q.capacity, q.dim) == (3, 2) and type(q.capacity) is int
+    with pytest.raises(TypeError, match="capacity must be an int; got bool"):
+        MemoryQueue(capacity=np.bool_(True), dim=2)  # type: ignore[arg-type]
+    state = q.state_dict()
+    state["ptr"], state["size"] = np.int64(0), np.int64(0)
+    q.load_state_dict(state)  # type: ignore[arg-type]

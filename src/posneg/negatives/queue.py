@@ -6,6 +6,7 @@ CVPR 2020, arXiv 1911.05722.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import torch
@@ -145,8 +146,9 @@ class MemoryQueue:
 
         Raises:
             TypeError: ``keys`` is not a tensor or its dtype differs from the queue's.
-            ValueError: ``keys`` is not 2-D, its last dimension is not D, or it lives on
-                another device.
+            ValueError: ``keys`` is not 2-D, its last dimension is not D, it lives on another
+                device, or it holds NaN or inf (the queue is left unchanged: a non-finite key
+                would turn every later loss that reads it as a negative into NaN).
         """
         fn = "MemoryQueue.enqueue"
         _checks.check_float(fn, "keys", keys)
@@ -167,6 +169,7 @@ class MemoryQueue:
         n = int(keys.shape[0])
         if n == 0:
             return
+        _checks.check_finite(fn, "keys", keys)
         cap = self._capacity
         kept = keys.detach()[-cap:] if n > cap else keys.detach()
         m = int(kept.shape[0])
@@ -219,8 +222,9 @@ class MemoryQueue:
         Raises:
             TypeError: ``state`` is not a mapping of the expected entries, the buffer's dtype
                 differs from this queue's, or ``ptr``/``size`` are not integers.
-            ValueError: missing or unexpected keys, a buffer of another shape, ``ptr``/``size``
-                out of range or inconsistent (a queue that is not full has ``ptr == size``).
+            ValueError: missing or unexpected keys, a buffer of another shape or holding NaN or
+                inf, ``ptr``/``size`` out of range or inconsistent (a queue that is not full has
+                ``ptr == size``).
         """
         fn = "MemoryQueue.load_state_dict"
         if not isinstance(state, dict):
@@ -242,6 +246,7 @@ class MemoryQueue:
             raise TypeError(
                 f"{fn}: state['buffer'] has dtype {buffer.dtype} but the queue stores {self.dtype}"
             )
+        _checks.check_finite(fn, "state['buffer']", buffer)
         ptr = _as_int(fn, "ptr", state["ptr"])
         size = _as_int(fn, "size", state["size"])
         if not 0 <= size <= self._capacity:
@@ -271,6 +276,6 @@ def _as_int(fn: str, name: str, value: Any) -> int:
                 f"{tuple(value.shape)} and dtype {value.dtype}"
             )
         return int(value.item())
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{fn}: state['{name}'] must be an integer; got {type(value).__name__}")
-    return value
+    return int(value)
