@@ -1,6 +1,17 @@
 """Objectives that consume positives and negatives: contrastive, supervised and imbalance losses.
 
 Each is a keyword-only pure function plus a thin stateless ``nn.Module``.
+
+Non-finite inputs (the contract of every loss here): a NaN or inf in an input never yields a
+finite loss. A loss either raises ``ValueError`` naming the function and the argument
+(``supcon: features contains NaN or inf values``), or returns a non-finite value so that the
+NaN propagates to the gradient and the caller's own check, as torch's losses do. Which one is
+said in each loss' ``Raises`` section: losses whose inputs pass through masks, thresholds or
+label lookups that could hide a NaN (SupCon, CACR, AMCL, focal, Dice) check and raise; the
+purely arithmetic InfoNCE/NT-Xent, DCL/DCLW and HCL propagate, with no extra device
+synchronisation per step. Finite inputs give the same results either way. To stop at the
+first non-finite value, check ``torch.isfinite(loss)`` in the training loop or run under
+``torch.autograd.detect_anomaly()``.
 """
 
 from posneg.losses.amcl import AMCLLoss, amcl
