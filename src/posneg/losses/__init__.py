@@ -19,8 +19,9 @@ from posneg.losses.cacr import CACRLoss, cacr
 from posneg.losses.dcl import DCLLoss, DCLWLoss, dcl, dclw
 from posneg.losses.dice import DiceLoss, dice
 from posneg.losses.focal import FocalLoss, focal
-from posneg.losses.hcl import CrossModalHCLLoss, HCLLoss, hcl, hcl_cross_modal
+from posneg.losses.hcl import CrossModalHCLLoss, HCLLoss, hcl, hcl_beta_schedule, hcl_cross_modal
 from posneg.losses.info_nce import InfoNCELoss, NTXentLoss, info_nce, nt_xent
+from posneg.losses.maa import MAALoss, maa_loss, mix_attribute_embeddings
 from posneg.losses.supcon import SupConLoss, supcon
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "FocalLoss",
     "HCLLoss",
     "InfoNCELoss",
+    "MAALoss",
     "NTXentLoss",
     "SupConLoss",
     "amcl",
@@ -42,8 +44,11 @@ __all__ = [
     "dice",
     "focal",
     "hcl",
+    "hcl_beta_schedule",
     "hcl_cross_modal",
     "info_nce",
+    "maa_loss",
+    "mix_attribute_embeddings",
     "nt_xent",
     "supcon",
 ]
