@@ -333,3 +333,15 @@ def test_publish_writes_report_and_plots_and_shows_unless_quiet(
     assert "second note" in out and "setup" not in out
     rep.publish(tmp_path, results={}, notes=notes, quiet=True, elapsed=1.0, **kw)
     assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("bench", ["contrastive", "mixing", "imbalance"])
+def test_data_given_a_folder_says_so(
+    bench: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli_helpers import run_main
+
+    argv = ["bench", bench, "--data", str(tmp_path), "-q", "--out", str(tmp_path / "o")]
+    code, out, err = run_main(argv, capsys)
+    assert code == 2 and out == ""
+    assert err.strip() == f"posneg: error: --data: {tmp_path} is a folder; give an .npz file"

@@ -112,6 +112,15 @@ def check_number(
         raise UsageError(f"{flag}: must be in {left}{low:g}, {high:g}{right}; got {value}")
 
 
+def check_data_file(flag: str, path: str | None) -> None:
+    """Raise a UsageError naming ``flag`` unless ``path`` is None or an existing file."""
+    if path is None or Path(path).is_file():
+        return
+    if Path(path).is_dir():
+        raise UsageError(f"{flag}: {path} is a folder; give an .npz file")
+    raise UsageError(f"{flag}: no such file: {path}")
+
+
 def check_common(cfg: Any) -> None:
     """Check the shared fields of a bench config: seeds, first_seed, threads, device, out.
 

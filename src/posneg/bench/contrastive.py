@@ -188,8 +188,7 @@ def _validate(cfg: BenchConfig) -> list[h.Spec]:
     h.check_number("--lr", cfg.lr, low=0.0, closed="none")
     h.check_number("--weight-decay", cfg.weight_decay, low=0.0)
     h.check_number("--test-fraction", cfg.test_fraction, low=0.0, high=1.0, closed="none")
-    if cfg.data is not None and not Path(cfg.data).is_file():
-        raise h.UsageError(f"--data: no such file: {cfg.data}")
+    h.check_data_file("--data", cfg.data)
     with torch.random.fork_rng(devices=[]):  # AMCL draws its initial weights
         for spec in specs:  # every spec is built once before any training starts
             _build_loss(spec, Encoder.FEAT_DIM)

@@ -188,8 +188,7 @@ def _validate(cfg: BenchConfig) -> list[h.Spec]:
         raise h.UsageError(f"--dataset: a data set is given twice: {list(cfg.datasets)}")
     if not cfg.datasets and cfg.data is None:
         raise h.UsageError("--dataset: give at least one data set or --data FILE.npz")
-    if cfg.data is not None and not Path(cfg.data).is_file():
-        raise h.UsageError(f"--data: no such file: {cfg.data}")
+    h.check_data_file("--data", cfg.data)
     if not 0 <= cfg.digit <= 9:
         raise h.UsageError(f"--digit: must be in 0-9; got {cfg.digit}")
     h.check_number("--minority-fraction", cfg.minority_fraction, low=0, high=0.5, closed="none")

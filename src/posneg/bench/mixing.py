@@ -173,8 +173,7 @@ def _validate(cfg: BenchConfig) -> list[harness.Spec]:
     harness.check_number("--size", cfg.size, low=8, high=256, closed="both")
     harness.check_number("--test-fraction", cfg.test_fraction, low=0.0, high=1.0, closed="none")
     check_corruptions(cfg.corruptions, cfg.corruption_dataset)
-    if cfg.data is not None and not Path(cfg.data).is_file():
-        raise harness.UsageError(f"--data: no such file: {cfg.data}")
+    harness.check_data_file("--data", cfg.data)
     return specs
 
 
