@@ -12,6 +12,7 @@ replace a block function without changing any caller.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 
 import torch
@@ -26,9 +27,14 @@ BlockFn = Callable[..., torch.Tensor]
 def rows_per_block(n_rows: int, n_cols: int, chunk_size: int | None) -> int:
     """Rows per block: ``chunk_size`` if given, else as many as fit ``DEFAULT_MAX_ELEMENTS``."""
     if chunk_size is not None:
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        # numpy integers are accepted and bools rejected, as by posneg._checks.check_int
+        if (
+            isinstance(chunk_size, bool)
+            or not isinstance(chunk_size, numbers.Integral)
+            or chunk_size < 1
+        ):
             raise ValueError(f"chunk_size must be a positive int or None; got {chunk_size!r}")
-        return min(chunk_size, max(n_rows, 1))
+        return min(int(chunk_size), max(n_rows, 1))
     return max(1, min(n_rows, DEFAULT_MAX_ELEMENTS // max(n_cols, 1)))
 
 

@@ -60,6 +60,7 @@ integer coordinate nearest") does not say.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -240,9 +241,11 @@ def apply_resample(
         raise TypeError(f"{fn}: params must be ResampleParams; got {type(params).__name__}")
     b, _, h, w = x.shape
     size = tuple(params.size)
-    if len(size) != 2 or not all(isinstance(n, int) and n >= 1 for n in size):
+    if len(size) != 2 or not all(
+        isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1 for n in size
+    ):
         raise ValueError(f"{fn}: params.size must be two ints >= 1; got {params.size!r}")
-    gh, gw = size
+    gh, gw = (int(n) for n in size)
     off = params.offsets
     if off is not None:
         if not isinstance(off, torch.Tensor) or not off.is_floating_point():

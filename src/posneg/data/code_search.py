@@ -56,6 +56,7 @@ import ast
 import functools
 import gc
 import hashlib
+import numbers
 import os
 import re
 import sysconfig
@@ -340,7 +341,7 @@ def _scan_file(
 
 def _check_fraction(name: str, value: object) -> float:
     fn = "load_code_search"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{fn}: {name} must be a real number; got {type(value).__name__}")
     v = float(value)
     if not 0.0 <= v < 1.0:
@@ -384,13 +385,17 @@ def load_code_search(
             f"{fn}: dev_fraction + test_fraction must be < 1 (train needs modules); "
             f"got {dev_fraction!r} + {test_fraction!r}"
         )
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    # the rule of posneg._checks.check_int (numpy integers accepted, bools rejected), kept
+    # inline so that this module needs only the standard library
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"{fn}: seed must be an int; got {type(seed).__name__}")
+    seed = int(seed)
     if max_pairs is not None:
-        if isinstance(max_pairs, bool) or not isinstance(max_pairs, int):
+        if isinstance(max_pairs, bool) or not isinstance(max_pairs, numbers.Integral):
             raise TypeError(
                 f"{fn}: max_pairs must be an int or None; got {type(max_pairs).__name__}"
             )
+        max_pairs = int(max_pairs)
         if max_pairs < 1:
             raise ValueError(f"{fn}: max_pairs must be >= 1; got {max_pairs}")
     folder = Path(sysconfig.get_paths()["stdlib"]) if root is None else Path(root)

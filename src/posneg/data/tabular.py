@@ -19,6 +19,7 @@ with statistics of the (subsampled) training split. Everything is deterministic 
 
 from __future__ import annotations
 
+import numbers
 import os
 from dataclasses import dataclass
 
@@ -76,7 +77,7 @@ class ImbalancedSplit:
 
 
 def _check_fraction(fn: str, name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{fn}: {name} must be a real number; got {type(value).__name__}")
     if not 0.0 < float(value) < 1.0:
         raise ValueError(f"{fn}: {name} must be in (0, 1); got {value!r}")
@@ -84,9 +85,10 @@ def _check_fraction(fn: str, name: str, value: object) -> float:
 
 
 def _check_seed(fn: str, seed: object) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    """An int >= 0 (Python or numpy integer, never a bool), returned as a Python ``int``."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"{fn}: seed must be an int >= 0; got {seed!r}")
-    return seed
+    return int(seed)
 
 
 def subsample_class(
@@ -244,8 +246,9 @@ def load_digits_one_vs_rest(
         ValueError: a digit outside 0-9, a fraction outside (0, 1), a negative seed.
     """
     fn = "load_digits_one_vs_rest"
-    if isinstance(digit, bool) or not isinstance(digit, int) or not 0 <= digit <= 9:
+    if isinstance(digit, bool) or not isinstance(digit, numbers.Integral) or not 0 <= digit <= 9:
         raise ValueError(f"{fn}: digit must be an int in 0-9; got {digit!r}")
+    digit = int(digit)
     minority_fraction = _check_fraction(fn, "minority_fraction", minority_fraction)
     test_fraction = _check_fraction(fn, "test_fraction", test_fraction)
     seed = _check_seed(fn, seed)

@@ -10,6 +10,7 @@ ignore mask. The choices where paper and code differ are listed in :func:`dice`.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Literal, cast
 
 import torch
@@ -53,13 +54,15 @@ def _check_flag(fn: str, name: str, value: Any) -> None:
         raise TypeError(f"{fn}: {name} must be a bool; got {type(value).__name__}")
 
 
-def _check_ignore_index(fn: str, ignore_index: Any) -> None:
-    if ignore_index is not None and (
-        isinstance(ignore_index, bool) or not isinstance(ignore_index, int)
-    ):
+def _check_ignore_index(fn: str, ignore_index: Any) -> int | None:
+    """None or an int (Python or numpy integer, never a bool), returned as a Python ``int``."""
+    if ignore_index is None:
+        return None
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
         raise TypeError(
             f"{fn}: ignore_index must be an int or None; got {type(ignore_index).__name__}"
         )
+    return int(ignore_index)
 
 
 def _self_adjust(p: torch.Tensor, one_minus_p: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -193,7 +196,7 @@ def dice(
     fn = "dice"
     _check_hparams(fn, alpha, gamma, form, square_denominator)
     _check_flag(fn, "from_logits", from_logits)
-    _check_ignore_index(fn, ignore_index)
+    ignore_index = _check_ignore_index(fn, ignore_index)
     reduction = _checks.check_reduction(fn, reduction)
     _checks.check_float(fn, "input", input)
     _checks.check_tensor(fn, "target", target)
@@ -342,7 +345,7 @@ class DiceLoss(nn.Module):
         fn = "DiceLoss"
         _check_hparams(fn, alpha, gamma, form, square_denominator)
         _check_flag(fn, "from_logits", from_logits)
-        _check_ignore_index(fn, ignore_index)
+        ignore_index = _check_ignore_index(fn, ignore_index)
         self.alpha = float(alpha)
         self.gamma = float(gamma)
         self.form = cast(DiceForm, form)

@@ -6,6 +6,7 @@ arXiv 1708.02002.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,7 +42,7 @@ def _check_alpha(fn: str, alpha: Any) -> None:
     """None, a real in [0, 1] (binary), or a 1-D sequence/tensor of finite weights >= 0."""
     if alpha is None:
         return
-    if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
+    if isinstance(alpha, numbers.Real) and not isinstance(alpha, bool):  # numpy scalars too
         _checks.check_range(fn, "alpha", alpha, 0.0, 1.0)
         return
     if isinstance(alpha, torch.Tensor):
@@ -67,13 +68,15 @@ def _check_alpha(fn: str, alpha: Any) -> None:
         raise ValueError(f"{fn}: alpha class weights must be finite and >= 0; got {vals.tolist()}")
 
 
-def _check_ignore_index(fn: str, ignore_index: Any) -> None:
-    if ignore_index is not None and (
-        isinstance(ignore_index, bool) or not isinstance(ignore_index, int)
-    ):
+def _check_ignore_index(fn: str, ignore_index: Any) -> int | None:
+    """None or an int (Python or numpy integer, never a bool), returned as a Python ``int``."""
+    if ignore_index is None:
+        return None
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
         raise TypeError(
             f"{fn}: ignore_index must be an int or None; got {type(ignore_index).__name__}"
         )
+    return int(ignore_index)
 
 
 def _modulating(one_minus_pt: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -157,7 +160,7 @@ def focal(
     fn = "focal"
     g = _check_gamma(fn, gamma)
     _check_alpha(fn, alpha)
-    _check_ignore_index(fn, ignore_index)
+    ignore_index = _check_ignore_index(fn, ignore_index)
     reduction = _checks.check_reduction(fn, reduction)
     _checks.check_float(fn, "input", input)
     _checks.check_tensor(fn, "target", target)
@@ -290,11 +293,11 @@ class FocalLoss(nn.Module):
         fn = "FocalLoss"
         self.gamma = _check_gamma(fn, gamma)
         _check_alpha(fn, alpha)
-        _check_ignore_index(fn, ignore_index)
+        ignore_index = _check_ignore_index(fn, ignore_index)
         self.reduction = _checks.check_reduction(fn, reduction)
         self.ignore_index = ignore_index
         self.alpha: float | None = None
-        if alpha is None or isinstance(alpha, (int, float)):
+        if alpha is None or isinstance(alpha, (float, numbers.Real)):  # float: for mypy
             self.alpha = None if alpha is None else float(alpha)
             self.register_buffer("alpha_weights", None)
         else:

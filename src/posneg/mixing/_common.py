@@ -15,6 +15,7 @@ Conventions used by every technique in :mod:`posneg.mixing`:
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -83,13 +84,18 @@ def check_alpha(fn: str, alpha: object) -> float:
     return _checks.check_positive(fn, "alpha", alpha)
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def check_size(fn: str, size: object, *, ndim: Sequence[int]) -> tuple[int, ...]:
-    """A spatial size: a tuple of ``ndim`` ints >= 1 (an int is accepted for 1-D)."""
-    if isinstance(size, int) and not isinstance(size, bool):
+    """A spatial size: a tuple of ``ndim`` ints >= 1 (an int is accepted for 1-D).
+
+    Ints are Python or numpy integers (never bools), as for :func:`posneg._checks.check_int`.
+    """
+    if _is_int(size):
         size = (size,)
-    if not isinstance(size, (tuple, list)) or not all(
-        isinstance(s, int) and not isinstance(s, bool) for s in size
-    ):
+    if not isinstance(size, (tuple, list)) or not all(_is_int(s) for s in size):
         raise TypeError(f"{fn}: size must be a tuple of ints; got {size!r}")
     if len(size) not in ndim:
         want = " or ".join(str(n) for n in ndim)
