@@ -230,3 +230,65 @@ def test_focal_scalar_alpha_accepts_numpy_reals() -> None:
     assert FocalLoss(alpha=np.float32(0.25)).alpha == 0.25
     with pytest.raises(TypeError, match=r"focal: alpha must be None, a float in \[0, 1\]"):
         focal(z, y, alpha=True)
+
+
+def test_image_op_factors_and_fills_accept_numpy_reals() -> None:
+    from posneg.augment import RandAugment, functional
+
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    _same(functional.brightness(x, np.float32(1.5)), functional.brightness(x, 1.5))
+    _same(
+        functional.rotate(x, np.int64(30), fill=np.float64(0.5)), functional.rotate(x, 30, fill=0.5)
+    )
+    assert RandAugment(fill=np.float32(0.25)).fill == 0.25
+    with pytest.raises(TypeError, match="factor must be a number or a tensor; got bool"):
+        functional.brightness(x, True)
+
+
+def test_stratified_split_fraction_accepts_numpy_reals() -> None:
+    from posneg.data import stratified_split
+
+    y = np.repeat(np.arange(3), 10)
+    for got, want in zip(
+        stratified_split(y, test_fraction=np.float32(0.5)),
+        stratified_split(y, test_fraction=0.5),
+        strict=True,
+    ):
+        _same(got, want)
+    with pytest.raises(ValueError, match="test_fraction must be in \\(0, 1\\); got True"):
+        stratified_split(y, test_fraction=True)
+
+
+def test_mine_own_document_and_encode_shard_size_accept_numpy_ints() -> None:
+    from posneg.mining import mine
+    from posneg.mining.encode import encode, load_encoder
+
+    g = torch.Generator().manual_seed(0)
+    corpus = torch.nn.functional.normalize(torch.randn(30, 8, generator=g), dim=1)
+    queries = corpus[:4].clone()
+    own = list(np.arange(4))  # items are np.int64
+    got = mine(
+        queries, corpus, [[i] for i in range(4)], num_negatives=2, range_max=20, own_document=own
+    )
+    ref = mine(
+        queries,
+        corpus,
+        [[i] for i in range(4)],
+        num_negatives=2,
+        range_max=20,
+        own_document=[0, 1, 2, 3],
+    )
+    _same(got.ids, ref.ids)
+    with pytest.raises(TypeError, match=r"own_document\[0\] must be an int; got bool"):
+        mine(
+            queries,
+            corpus,
+            [[i] for i in range(4)],
+            num_negatives=2,
+            range_max=20,
+            own_document=[True, 1, 2, 3],
+        )
+    encoder = load_encoder(lambda texts: torch.ones(len(texts), 3))
+    _same(encode(["a", "b"], encoder, shard_size=I64(1)), encode(["a", "b"], encoder, shard_size=1))
+    with pytest.raises(TypeError, match="shard_size must be an int; got bool"):
+        encode(["a"], encoder, shard_size=True)

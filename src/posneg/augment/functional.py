@@ -32,6 +32,7 @@ pixels, each then off by one pixel position).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -129,7 +130,7 @@ def per_sample(
         if value.is_complex() or value.dtype == torch.bool:
             raise TypeError(f"{fn}: {name} must be a real tensor; got {value.dtype}")
         v = value.to(_work_dtype(x))
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
         v = torch.full((b,), float(value), dtype=_work_dtype(x), device=x.device)
     else:
         raise TypeError(f"{fn}: {name} must be a number or a tensor; got {type(value).__name__}")
@@ -145,7 +146,7 @@ def per_sample(
 def _fill_tensor(fn: str, fill: Fill, x: torch.Tensor) -> torch.Tensor:
     """``fill`` as a (1, C, 1, 1) tensor in the work dtype."""
     c = x.shape[1]
-    if isinstance(fill, (int, float)) and not isinstance(fill, bool):
+    if isinstance(fill, numbers.Real) and not isinstance(fill, bool):
         values = [float(fill)] * c
     elif isinstance(fill, Sequence) and not isinstance(fill, str):
         values = [float(v) for v in fill]

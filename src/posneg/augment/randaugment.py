@@ -9,6 +9,7 @@ TensorFlow original; see :class:`RandAugment` for the differences.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -371,7 +372,7 @@ class RandAugment(nn.Module):
         self.interpolation = _checks.check_choice(
             fn, "interpolation", interpolation, _INTERPOLATIONS
         )
-        if isinstance(fill, (int, float)) and not isinstance(fill, bool):
+        if isinstance(fill, numbers.Real) and not isinstance(fill, bool):
             self.fill: float | list[float] = float(fill)
         elif isinstance(fill, (list, tuple)):
             self.fill = [float(_checks.check_real(fn, "fill", v)) for v in fill]

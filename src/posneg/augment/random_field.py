@@ -75,6 +75,7 @@ output on a device.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
@@ -655,7 +656,7 @@ class RandomField(nn.Module):
             fn, "interpolation", interpolation, _INTERPOLATIONS
         )
         self.padding = _checks.check_choice(fn, "padding", padding, _PADDINGS)
-        if isinstance(fill, (int, float)) and not isinstance(fill, bool):
+        if isinstance(fill, numbers.Real) and not isinstance(fill, bool):
             self.fill: float | list[float] = float(fill)
         elif isinstance(fill, (list, tuple)):
             self.fill = [float(_checks.check_real(fn, "fill", v)) for v in fill]

@@ -13,6 +13,7 @@ side only.
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -139,7 +140,11 @@ def stratified_split(
         ValueError: ``test_fraction`` outside (0, 1) or a class with fewer than 2 samples.
     """
     fn = "stratified_split"
-    if not (isinstance(test_fraction, (int, float)) and 0.0 < float(test_fraction) < 1.0):
+    if not (
+        isinstance(test_fraction, numbers.Real)
+        and not isinstance(test_fraction, bool)
+        and 0.0 < float(test_fraction) < 1.0
+    ):
         raise ValueError(f"{fn}: test_fraction must be in (0, 1); got {test_fraction!r}")
     y = np.asarray(y)
     gen = torch.Generator().manual_seed(int(seed))

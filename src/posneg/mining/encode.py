@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from posneg import _checks
 from posneg._io import atomic_write_bytes, atomic_write_text, file_sha256, remove_stale_temps
 from posneg._progress import ProgressCallback, check_progress, tracker
 
@@ -321,11 +322,7 @@ def _check_texts(fn: str, texts: Any) -> list[str]:
 
 
 def _check_positive_int(fn: str, name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{fn}: {name} must be an int; got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{fn}: {name} must be >= 1; got {value}")
-    return value
+    return _checks.check_int(fn, name, value, min_value=1)
 
 
 def _file_digest(path: Path) -> str:

@@ -200,9 +200,9 @@ def _own_vector(own_document: Any, n_queries: int, n_docs: int) -> torch.Tensor 
             f"{_FN}: own_document must hold one corpus row per query ({n_queries}); "
             f"got {len(values)}"
         )
-    for i, v in enumerate(values):
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise TypeError(f"{_FN}: own_document[{i}] must be an int; got {type(v).__name__}")
+    for i, raw in enumerate(values):
+        v = _checks.check_int(_FN, f"own_document[{i}]", raw)
+        values[i] = v
         if not -1 <= v < n_docs:
             raise ValueError(
                 f"{_FN}: own_document[{i}] is {v}, outside the corpus rows [0, {n_docs}) "
