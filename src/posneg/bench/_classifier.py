@@ -333,7 +333,8 @@ def run_notes(
         f"{list(seeds)}; {cfg.epochs} epochs per run, batch {cfg.batch_size}. ECE: {ECE_BINS} "
         "equal-width bins. Severity columns: accuracy on the test split corrupted by each of "
         f"{', '.join(cfg.corruptions)} at that severity (MedMNIST-C's official "
-        f"{cfg.corruption_dataset} severities, spatial ones scaled by {min(h, w)}/224), averaged "
+        f"{cfg.corruption_dataset} severities, spatial ones in pixels at {h}x{w} as the official "
+        "code applies them), averaged "
         f"over the corruptions (fixed generator seed {CORRUPTION_SEED}); mean corr.: the average "
         "over severities 1-5.",
     ]
