@@ -4,6 +4,8 @@
 - :func:`load_npz`: a user's ``.npz`` with ``X`` (N, F) and ``y`` (N,), read without pickle.
 - :func:`load_image_digits`, :func:`load_image_npz`: the same digits upsampled as images, or a
   user's image ``.npz``, as float pixels in [0, 1] (:class:`ImageData`).
+- :func:`load_mnist1d`: MNIST-1D (4000 train / 1000 test sequences of length 40, 10 classes),
+  generated offline by the ``mnist1d`` package on first use and cached.
 - :func:`load_code_search`: docstring-line / function-code pairs from the running Python's
   standard library source, split by module.
 - :func:`load_task`: a query/document split embedded by one encoder (:class:`RetrievalTask`).
@@ -16,6 +18,7 @@ scikit-learn (the ``[cli]`` extra) is imported only when a bundled scikit-learn 
 from posneg.data.code_search import CodeSearchData, CodeSearchPair, load_code_search
 from posneg.data.digits import Dataset, Standardizer, load_digits, load_npz, stratified_split
 from posneg.data.images import ImageData, load_image_digits, load_image_npz
+from posneg.data.mnist1d import load_mnist1d
 from posneg.data.retrieval import RetrievalTask, load_task
 
 __all__ = [
@@ -29,6 +32,7 @@ __all__ = [
     "load_digits",
     "load_image_digits",
     "load_image_npz",
+    "load_mnist1d",
     "load_npz",
     "load_task",
     "stratified_split",

@@ -3,6 +3,10 @@
 - :func:`augment_images`: flattened images (B, H*W): a shift by up to one pixel (zero padding), a
   contrast scale, pixel dropout and Gaussian noise, per sample.
 - :func:`augment_vectors`: standardised feature vectors (B, F): feature dropout and noise.
+- :func:`augment_sequences`: sequences (B, L) such as MNIST-1D's, with its own transforms, per
+  sample: amplitude scale, circular shift, shear, correlated and i.i.d. Gaussian noise.
+- :func:`gaussian_smooth`: the correlated-noise filter (SciPy's ``gaussian_filter1d``, mode
+  ``reflect``, truncate 4) as a batched convolution.
 - :func:`view_fn`: the view of a :class:`~posneg.data.Dataset` batch: image views for image data
   (then standardised), vector views of the standardised features otherwise.
 
@@ -17,8 +21,10 @@ from collections.abc import Callable
 import torch
 
 from posneg.data.digits import Dataset
+from posneg.data.mnist1d import MNIST1D_ARGS, MNIST1D_RAW_STD
 
-__all__ = ["augment_images", "augment_vectors", "view_fn"]
+__all__ = ["augment_images", "augment_sequences", "augment_vectors", "gaussian_smooth"]
+__all__ += ["sequence_view_fn", "view_fn"]
 
 
 def augment_images(
@@ -77,6 +83,91 @@ def augment_vectors(
     keep = torch.rand(x.shape, device=x.device, generator=generator) >= drop
     out = x * keep.to(x.dtype)
     return out + noise * torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
+
+
+def gaussian_smooth(x: torch.Tensor, sigma: float, *, truncate: float = 4.0) -> torch.Tensor:
+    """Gaussian filter along the last axis of ``x`` (B, L), as ``scipy.ndimage.gaussian_filter1d``.
+
+    The kernel has radius ``int(truncate * sigma + 0.5)`` and sums to one; edges are extended by
+    mirroring with the edge sample repeated (SciPy's ``reflect``: ``c b a | a b c``).
+    """
+    if sigma <= 0:
+        raise ValueError(f"gaussian_smooth: sigma must be > 0; got {sigma}")
+    r = int(truncate * sigma + 0.5)
+    t = torch.arange(-r, r + 1, device=x.device, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (t / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).to(x.dtype)
+    n = x.shape[-1]
+    idx = torch.arange(-r, n + r, device=x.device) % (2 * n)  # mirror: period 2L
+    idx = torch.where(idx >= n, 2 * n - 1 - idx, idx)  # edge sample repeated
+    padded = x[:, idx]
+    return torch.nn.functional.conv1d(padded[:, None, :], kernel.flip(0)[None, None, :])[:, 0]
+
+
+_RAW = MNIST1D_RAW_STD
+
+
+def augment_sequences(
+    x: torch.Tensor,
+    *,
+    scale: float = MNIST1D_ARGS["scale_coeff"],
+    max_shift: int = 8,
+    shear: float = MNIST1D_ARGS["shear_scale"] / _RAW,
+    corr_noise: float = MNIST1D_ARGS["corr_noise_scale"] / _RAW,
+    iid_noise: float = MNIST1D_ARGS["iid_noise_scale"] / _RAW,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One random view of each sequence in ``x`` (B, L), with MNIST-1D's transforms.
+
+    Per sample, in the order of ``mnist1d.transform.transform``: multiply by
+    ``1 + scale * (u - 1/2)``; roll circularly by an integer in ``[-max_shift, max_shift]``
+    (MNIST-1D translates by rolling); add correlated noise (``corr_noise`` times standard
+    Gaussian noise smoothed by :func:`gaussian_smooth` with sigma 2) and i.i.d. Gaussian noise
+    of standard deviation ``iid_noise``; subtract the shear ramp
+    ``shear * (u' - 1/2) * linspace(-1/2, 1/2, L)``. ``u, u'`` are uniform in [0, 1).
+
+    The defaults are the package's generator magnitudes in the units of the stored (standardised)
+    data (divided by :data:`~posneg.data.mnist1d.MNIST1D_RAW_STD`). Two deliberate differences
+    from the generator: the correlated noise is added everywhere (the generator fills only the
+    zero padding around the digit, which no longer exists after generation), and the shift is
+    bounded by ``max_shift`` (the generator rolls a 72-step signal by up to 48). Dilation
+    (padding then resampling) is left out: it is how a template becomes a sequence.
+
+    Vectorised over the batch; all draws from ``generator`` on ``x``'s device.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> augment_sequences(torch.zeros(3, 40), generator=g).shape
+        torch.Size([3, 40])
+    """
+    if x.dim() != 2:
+        raise ValueError(f"augment_sequences: x must be (B, L); got shape {tuple(x.shape)}")
+    if max_shift < 0:
+        raise ValueError(f"augment_sequences: max_shift must be >= 0; got {max_shift}")
+    b, n = x.shape
+    dev, dt = x.device, x.dtype
+    out = x * (1 + scale * (torch.rand(b, 1, device=dev, dtype=dt, generator=generator) - 0.5))
+    if max_shift > 0:
+        k = torch.randint(-max_shift, max_shift + 1, (b, 1), device=dev, generator=generator)
+        src = (torch.arange(n, device=dev)[None, :] - k) % n  # out[t] = x[t - k]
+        out = out.gather(1, src)
+    if corr_noise > 0:
+        noise = torch.randn(b, n, device=dev, dtype=dt, generator=generator)
+        out = out + corr_noise * gaussian_smooth(noise, 2.0)
+    if iid_noise > 0:
+        out = out + iid_noise * torch.randn(b, n, device=dev, dtype=dt, generator=generator)
+    coeff = shear * (torch.rand(b, 1, device=dev, dtype=dt, generator=generator) - 0.5)
+    return out - coeff * torch.linspace(-0.5, 0.5, n, device=dev, dtype=dt)
+
+
+def sequence_view_fn(data: Dataset) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
+    """``view(raw_batch, generator)``: :func:`augment_sequences` then the data's scaler."""
+    scaler = data.scaler
+
+    def sequence_view(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        return scaler(augment_sequences(x, generator=g))
+
+    return sequence_view
 
 
 def view_fn(data: Dataset) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
