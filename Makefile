@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_CPU := torch==2.13.0
 
-.PHONY: demo test venv install install-dev lint typecheck speed clean
+.PHONY: demo test test-oldest test-newest test-matrix venv install install-dev lint typecheck speed clean
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,43 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 -q
 
+# The version matrix (docs/versions.md): the oldest supported torch on the oldest supported
+# Python, and the newest torch on the newest Python torch supports, each in its own venv and
+# each running the whole suite. Python comes from pyenv when present; override with
+# PY_OLDEST=/path/to/python3.10 or PY_NEWEST=/path/to/python3.13.
+PY_OLDEST ?= $(HOME)/.pyenv/versions/3.10.13/bin/python
+PY_NEWEST ?= $(HOME)/.pyenv/versions/3.13.0/bin/python
+TORCH_OLDEST := torch==2.6.0
+
+define matrix_venv
+	@test -x "$(1)" || { echo "make $(3): no Python at $(1); install it (pyenv install)" \
+		"or pass $(4)=/path/to/python"; exit 1; }
+	rm -rf $(2)
+	$(1) -m venv $(2)
+	$(2)/bin/python -m pip install --quiet --upgrade pip
+endef
+
+.venv-oldest/.installed: pyproject.toml
+	$(call matrix_venv,$(PY_OLDEST),.venv-oldest,test-oldest,PY_OLDEST)
+	echo "$(TORCH_OLDEST)" > .venv-oldest/constraints.txt
+	.venv-oldest/bin/python -m pip install --quiet -c .venv-oldest/constraints.txt "torch" -e ".[dev]"
+	touch $@
+
+.venv-newest/.installed: pyproject.toml
+	$(call matrix_venv,$(PY_NEWEST),.venv-newest,test-newest,PY_NEWEST)
+	.venv-newest/bin/python -m pip install --quiet --upgrade torch -e ".[dev]"
+	touch $@
+
+test-oldest: .venv-oldest/.installed
+	.venv-oldest/bin/python -c "import sys, torch; print('oldest:', sys.version.split()[0], torch.__version__)"
+	OMP_NUM_THREADS=1 .venv-oldest/bin/python -m pytest -n 2 -q
+
+test-newest: .venv-newest/.installed
+	.venv-newest/bin/python -c "import sys, torch; print('newest:', sys.version.split()[0], torch.__version__)"
+	OMP_NUM_THREADS=1 .venv-newest/bin/python -m pytest -n 2 -q
+
+test-matrix: test test-oldest test-newest
+
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
@@ -53,4 +90,4 @@ speed: $(VENV)/.installed-dev
 	for name in $(ONLY); do $(PY) benchmarks/$$name.py || exit 1; done
 
 clean:
-	rm -rf $(VENV) runs build dist *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-oldest .venv-newest runs build dist *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

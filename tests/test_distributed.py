@@ -161,6 +161,21 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
             results["mismatch"] = None
         except ValueError as err:
             results["mismatch"] = str(err)
+
+        # Bad input on ONE rank only: every rank still raises (the checks follow the shape
+        # exchange, so no rank is left inside a collective) and the group stays usable.
+        one_bad: dict[str, Any] = {
+            "not_a_tensor": [1.0] if rank == 1 else torch.zeros(2, 3),
+            "zero_dim": torch.tensor(1.0) if rank == 0 else torch.zeros(2, 3),
+            "nine_dims": torch.zeros((1,) * 9) if rank == 1 else torch.zeros(2, 3),
+        }
+        for case, x_bad in one_bad.items():
+            try:
+                pd.gather_with_grad(x_bad)
+                results[case] = None
+            except (TypeError, ValueError) as err:
+                results[case] = f"{type(err).__name__}: {err}"
+        results["after_errors"] = pd.gather_with_grad(torch.tensor([[rank]]))
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -243,6 +258,25 @@ def test_uneven_row_counts(ranks: list[dict[str, Any]]) -> None:
         assert torch.equal(res["uneven"]["gathered"], expected)
         rows = slice(0, 3) if r == 0 else slice(3, 8)
         assert torch.equal(res["uneven"]["grad"], WORLD * weights[rows])
+
+
+def test_bad_input_on_one_rank_raises_on_every_rank(ranks: list[dict[str, Any]]) -> None:
+    for r, res in enumerate(ranks):
+        msg = res["not_a_tensor"]
+        assert msg is not None and msg.startswith("TypeError: gather_with_grad: x must be a")
+        assert "ranks without a tensor: [1]" in msg
+        assert ("got list" in msg) == (r == 1)
+        for case, ndims in (("zero_dim", "[0, 2]"), ("nine_dims", "[2, 9]")):
+            msg = res[case]
+            assert msg is not None and msg.startswith("ValueError: gather_with_grad: x must have")
+            assert "between 1 and 8 dimensions on every rank; got shape" in msg
+            assert f"on rank {r} (dimensions by rank {ndims})" in msg
+
+
+def test_group_usable_after_errors(ranks: list[dict[str, Any]]) -> None:
+    # A rank left inside a collective by an error would pair this gather with the wrong one.
+    for res in ranks:
+        assert torch.equal(res["after_errors"], torch.tensor([[0], [1]]))
 
 
 def test_mismatched_shapes_raise_on_every_rank(ranks: list[dict[str, Any]]) -> None:

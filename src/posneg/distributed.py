@@ -12,7 +12,7 @@ documented on :func:`gather_with_grad`; lightly got it wrong by a factor 1/world
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -54,20 +54,62 @@ def world_size(group: Any = None) -> int:
     return int(dist.get_world_size(group))
 
 
-def _describe(x: torch.Tensor) -> torch.Tensor:
-    """[ndim, dtype code, shape padded with -1] as int64 on x's device (for the shape exchange)."""
-    code = _DTYPES.index(x.dtype) if x.dtype in _DTYPES else -1
-    dims = list(x.shape) + [-1] * (_MAX_DIMS - x.dim())
-    return torch.tensor([x.dim(), code, *dims], dtype=torch.int64, device=x.device)
+#: Descriptor codes for what a rank passed (in the dtype slot).
+_OTHER_DTYPE = -1
+_NOT_A_TENSOR = -2
 
 
-def _exchange_shapes(x: torch.Tensor, group: Any) -> list[int]:
-    """All ranks' row counts; raises the same ValueError on every rank if the rest differs."""
+def _exchange_device(x: object, group: Any) -> torch.device:
+    """Where the descriptors travel: x's device, or (x not a tensor) the backend's usual one."""
+    if isinstance(x, torch.Tensor):
+        return x.device
+    if dist.get_backend(group) == "nccl" and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _describe(x: object, device: torch.device) -> torch.Tensor:
+    """[ndim, dtype code, shape (first 8 sizes) padded with -1] as int64 on ``device``.
+
+    Fixed length whatever x is, so that every rank can always take part in the exchange; a
+    non-tensor is described as ndim 0 with the code ``_NOT_A_TENSOR``.
+    """
+    if not isinstance(x, torch.Tensor):
+        return torch.tensor([0, _NOT_A_TENSOR] + [-1] * _MAX_DIMS, dtype=torch.int64, device=device)
+    code = _DTYPES.index(x.dtype) if x.dtype in _DTYPES else _OTHER_DTYPE
+    dims = list(x.shape)[:_MAX_DIMS]
+    dims += [-1] * (_MAX_DIMS - len(dims))
+    return torch.tensor([x.dim(), code, *dims], dtype=torch.int64, device=device)
+
+
+def _exchange_shapes(x: object, group: Any) -> list[int]:
+    """All ranks' row counts, after every rank has taken part in the descriptor exchange.
+
+    Every check runs after the one collective, on the same gathered descriptors, so every rank
+    raises the same kind of error together and no rank is left waiting inside a collective
+    (a rank that raised before its peers' collective would leave them blocked until the
+    backend's timeout, and some torch versions then also block in ``destroy_process_group``).
+    """
     n = world_size(group)
-    mine = _describe(x)
+    mine = _describe(x, _exchange_device(x, group))
     everyone = [torch.empty_like(mine) for _ in range(n)]
     dist.all_gather(everyone, mine, group=group)
     rows = [t.tolist() for t in everyone]
+    me = rank(group)
+    not_tensors = [r for r, row in enumerate(rows) if row[1] == _NOT_A_TENSOR]
+    if not_tensors:
+        here = f"got {type(x).__name__}" if me in not_tensors else "on every rank"
+        raise TypeError(
+            f"gather_with_grad: x must be a torch.Tensor; {here} (this is rank {me}; ranks "
+            f"without a tensor: {not_tensors})"
+        )
+    shape = tuple(cast(torch.Tensor, x).shape)  # every rank, this one included, has a tensor
+    ndims = [row[0] for row in rows]
+    if any(not 1 <= d <= _MAX_DIMS for d in ndims):
+        raise ValueError(
+            f"gather_with_grad: x must have between 1 and {_MAX_DIMS} dimensions on every "
+            f"rank; got shape {shape} on rank {me} (dimensions by rank {ndims})"
+        )
     ref = rows[0]
     for r, row in enumerate(rows):
         if row[0] != ref[0] or row[1] != ref[1] or row[3:] != ref[3:]:
@@ -143,9 +185,11 @@ def gather_with_grad(x: torch.Tensor, *, group: Any = None) -> torch.Tensor:
         (sum_r n_r, ...) tensor: the ranks' rows in rank order.
 
     Raises:
-        TypeError: ``x`` is not a tensor.
+        TypeError: ``x`` is not a tensor (on any rank: every rank raises).
         ValueError: ``x`` is 0-d or has more than 8 dimensions, or ranks disagree on dtype or
-            on the shape beyond dim 0.
+            on the shape beyond dim 0 (on any rank: every rank raises). The checks run after
+            a small exchange in which every rank takes part, so a bad input on one rank never
+            leaves the others waiting inside a collective.
 
     Example:
         >>> import torch
@@ -153,15 +197,11 @@ def gather_with_grad(x: torch.Tensor, *, group: Any = None) -> torch.Tensor:
         >>> gather_with_grad(z) is z  # one process: the identity
         True
     """
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"gather_with_grad: x must be a torch.Tensor; got {type(x).__name__}")
     if world_size(group) == 1:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"gather_with_grad: x must be a torch.Tensor; got {type(x).__name__}")
         return x
-    if x.dim() < 1 or x.dim() > _MAX_DIMS:
-        raise ValueError(
-            f"gather_with_grad: x must have between 1 and {_MAX_DIMS} dimensions; "
-            f"got shape {tuple(x.shape)}"
-        )
+    # Every check happens after the descriptor exchange, on every rank: see _exchange_shapes.
     sizes = _exchange_shapes(x, group)
     out: torch.Tensor = _GatherWithGrad.apply(x, sizes, group)
     return out
