@@ -16,6 +16,13 @@ from posneg import cli
 from posneg.bench import mixing
 from posneg.bench._classifier import corrupted_sets
 from posneg.bench._harness import UsageError
+from posneg.bench._models1d import (
+    MNIST1D_EPOCHS,
+    SequenceData,
+    SmallCNN1d,
+    not_for_sequences,
+    sequence_data,
+)
 from posneg.bench.mixing import BenchConfig, expected_calibration_error, run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -348,3 +355,141 @@ def test_bad_spec_in_a_fresh_process(npz: Path, tmp_path: Path) -> None:
     )
     assert_one_line_error(proc.returncode, proc.stderr, "alpha")
     assert proc.stdout == ""
+
+
+# --------------------------------------------------------------------------------------------
+# sequences: --dataset mnist1d (a small synthetic stand-in keeps these fast)
+# --------------------------------------------------------------------------------------------
+
+
+def _sequences(n_per_class: int = 12, length: int = 24) -> SequenceData:
+    """Three classes of (1, L) sequences: a bump early, a bump late, a dip (plus noise)."""
+    rng = np.random.default_rng(0)
+    xs, ys = [], []
+    for c in range(3):
+        for _ in range(n_per_class):
+            x = rng.normal(scale=0.1, size=length)
+            at = int(rng.integers(2, length // 2 - 2)) + (length // 2 if c == 1 else 0)
+            x[at : at + 3] += -1.0 if c == 2 else 1.0
+            xs.append(x)
+            ys.append(c)
+    x, y = np.asarray(xs), np.asarray(ys)
+    test = np.arange(len(y)) % 4 == 0
+    return sequence_data("toy sequences", x[~test], y[~test], x[test], y[test], note="toy")
+
+
+@pytest.fixture
+def seq(monkeypatch: pytest.MonkeyPatch) -> SequenceData:
+    data = _sequences()
+    monkeypatch.setattr(mixing, "load_mnist1d", lambda: data)
+    return data
+
+
+def _seq_cfg(out: Path, **kw: object) -> BenchConfig:
+    base: dict[str, object] = {
+        "dataset": "mnist1d",
+        "techniques": ("none", "mixup", "fmix"),
+        "epochs": 2,
+        "batch_size": 8,
+        "seeds": 1,
+        "device": "cpu",
+        "out": str(out),
+        "quiet": True,
+    }
+    base.update(kw)
+    return BenchConfig(**base)  # type: ignore[arg-type]
+
+
+def test_sequences_run_the_1d_techniques_and_skip_the_image_ones(
+    seq: SequenceData, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    techniques = ("none", "mixup", "cutmix", "fmix:per_sample=True", "resizemix", "randaugment")
+    result = run(_seq_cfg(out, techniques=techniques, seeds=2))
+    payload = json.loads((out / "results.json").read_text())
+    cfg = payload["config"]
+    assert cfg["techniques"] == ["none", "mixup", "fmix:per_sample=True"]
+    assert cfg["image_shape"] == [1, 24] and cfg["corruptions"] == []
+    assert cfg["model"] == mixing.MODEL_1D
+    assert set(result["skipped"]) == {"cutmix", "resizemix", "randaugment"}
+    assert "(B, C, H, W)" in result["skipped"]["cutmix"]
+    runs = payload["results"]["runs"]
+    assert [r["technique"] for r in runs] == [t for t in cfg["techniques"] for _ in range(2)]
+    for r in runs:
+        assert 0.0 <= r["clean_accuracy"] <= 1.0 and 0.0 <= r["ece"] <= 1.0
+        assert r["corrupted_accuracy_per_corruption"] == {}
+    md = (out / "results.md").read_text()
+    assert "| clean acc (%) | ECE | CPU s / run |" in md and "sev 1" not in md
+    assert "Skipped on sequences" in md and "- cutmix: posneg's CutMix" in md
+    assert "- mixup - none: accuracy" in md and "ECE" in md
+    assert (out / "accuracy_ece.png").read_bytes()[:8] == PNG_MAGIC
+    assert not (out / "accuracy_vs_severity.png").exists()
+
+
+def test_sequences_default_epochs_and_digits_default_unchanged(
+    seq: SequenceData, tmp_path: Path
+) -> None:
+    result = run(_seq_cfg(tmp_path / "s", techniques=("none",), epochs=None, batch_size=32))
+    assert result["config"]["epochs"] == MNIST1D_EPOCHS
+    assert len(result["runs"][0]["epoch_losses"]) == MNIST1D_EPOCHS
+    cfg, _ = mixing._validate(BenchConfig())
+    assert cfg.epochs == 12  # digits: today's default
+
+
+def test_sequences_same_seed_same_metrics(seq: SequenceData, tmp_path: Path) -> None:
+    state = torch.get_rng_state()
+    first = run(_seq_cfg(tmp_path / "a", techniques=("fmix", "mixup")))
+    assert torch.equal(torch.get_rng_state(), state)
+    second = run(_seq_cfg(tmp_path / "b", techniques=("fmix", "mixup")))
+    assert _metrics(first) == _metrics(second)
+
+
+def test_only_image_techniques_on_sequences_is_an_error(seq: SequenceData, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"--technique: none of cutmix, resizemix applies"):
+        run(_seq_cfg(tmp_path, techniques=("cutmix", "resizemix")))
+
+
+def test_small_cnn_1d() -> None:
+    model = SmallCNN1d(2, 5, mean=1.0, std=2.0)
+    assert model(torch.rand(3, 2, 40)).shape == (3, 5)
+    assert model(torch.rand(3, 2, 7)).shape == (3, 5)  # any length: global average pool
+    assert not_for_sequences("fmix") is None and not_for_sequences("mixup") is None
+    assert "2-D" in str(not_for_sequences("corruptions"))
+
+
+def test_mnist1d_as_bench_sequences(tmp_path: Path) -> None:
+    pytest.importorskip("mnist1d")
+    from posneg.bench._models1d import load_mnist1d
+
+    data = load_mnist1d()
+    assert data.x_train.shape == (4000, 1, 40) and data.x_test.shape == (1000, 1, 40)
+    assert data.n_classes == 10 and data.image_shape == (1, 40)
+    assert abs(data.mean) < 0.05 and 0.9 < data.std < 1.1  # the generator standardised it
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragments"),
+    [
+        (["--dataset", "mnist2d"], ["--dataset", "unknown data set 'mnist2d'", "digits, mnist1d"]),
+        (["--dataset", "mnist1d"], ["--dataset", "mnist1d and --data"]),
+    ],
+)
+def test_bad_dataset_is_one_line(
+    npz: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    fragments: list[str],
+) -> None:
+    code, _, err = run_main(_bench(npz, tmp_path / "out", *extra), capsys)
+    assert_one_line_error(code, err, *fragments)
+
+
+def test_mnist1d_from_the_cli(
+    seq: SequenceData, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    argv = ["bench", "mixing", "--dataset", "mnist1d", "-t", "none", "-t", "cutmix", "-q"]
+    code, stdout, _ = run_main([*argv, "--epochs", "1", "--out", str(out)], capsys)
+    assert code == 0 and stdout.strip() == str(out / "results.md")
+    assert "Skipped on sequences" in (out / "results.md").read_text()

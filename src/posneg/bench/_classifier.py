@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,7 +21,8 @@ from torch import nn
 
 from posneg.augment import corrupt
 from posneg.bench._harness import UsageError
-from posneg.bench._report import fmt, mean_std
+from posneg.bench._models1d import SequenceData
+from posneg.bench._report import fmt, mean_std, save_figure
 from posneg.data.images import ImageData
 
 if TYPE_CHECKING:
@@ -39,6 +41,7 @@ __all__ = [
     "expected_calibration_error",
     "gaps",
     "nan_metrics",
+    "plot",
     "predict",
     "run_notes",
     "soft_cross_entropy",
@@ -246,6 +249,13 @@ def check_corruptions(names: Sequence[str], dataset: str) -> None:
             )
 
 
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """:func:`mean_std`, NaN for both when a value is NaN (a diverged run, no corrupted sets)."""
+    if any(math.isnan(float(v)) for v in values):
+        return math.nan, math.nan
+    return mean_std(values)
+
+
 def aggregate(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Per technique (in run order): mean and sample std over seeds of every metric."""
     groups: dict[str, list[Mapping[str, Any]]] = {}
@@ -259,12 +269,12 @@ def aggregate(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             ("ece", "ece"),
             ("mean_corrupted_accuracy", "mean_corrupted_accuracy"),
         ):
-            row[f"{name}_mean"], row[f"{name}_std"] = mean_std([r[metric] for r in rs])
-        sev = [mean_std([r["corrupted_accuracy"][s] for r in rs]) for s in range(5)]
+            row[f"{name}_mean"], row[f"{name}_std"] = _mean_std([r[metric] for r in rs])
+        sev = [_mean_std([r["corrupted_accuracy"][s] for r in rs]) for s in range(5)]
         row["corrupted_accuracy_mean"] = [m for m, _ in sev]
         row["corrupted_accuracy_std"] = [s for _, s in sev]
         for name in ("train_seconds", "train_cpu_seconds"):
-            row[f"{name}_mean"] = mean_std([r[name] for r in rs])[0]
+            row[f"{name}_mean"] = _mean_std([r[name] for r in rs])[0]
         out.append(row)
     return out
 
@@ -275,7 +285,7 @@ def _gap(runs: Sequence[Mapping[str, Any]], a: str, b: str, metric: str) -> dict
     seeds = sorted(s for (t, s) in by if t == a and (b, s) in by)
     if not seeds:
         return None
-    m, sd = mean_std([by[(a, s)][metric] - by[(b, s)][metric] for s in seeds])
+    m, sd = _mean_std([by[(a, s)][metric] - by[(b, s)][metric] for s in seeds])
     return {"seeds": seeds, "mean": m, "std": sd}
 
 
@@ -298,34 +308,128 @@ def _pct(mean: float, sd: float, n: int) -> str:
     return fmt(mean, sd, pct=True) if n > 1 or math.isnan(mean) else f"{100 * mean:.1f}"
 
 
-def table(agg: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[tuple[str, ...]]]:
-    """The summary table of :func:`aggregate`'s rows: header and one row per technique."""
-    header = ["technique", "clean acc (%)", "ECE", *[f"sev {s} (%)" for s in range(1, 6)]]
-    header += ["mean corr. (%)", "CPU s / run"]
+def table(
+    agg: Sequence[Mapping[str, Any]], *, corrupted: bool = True
+) -> tuple[list[str], list[tuple[str, ...]]]:
+    """The summary table of :func:`aggregate`'s rows: header and one row per technique.
+
+    Without ``corrupted`` (sequences), the severity and mean-corrupted columns are left out.
+    """
+    header = ["technique", "clean acc (%)", "ECE"]
+    if corrupted:
+        header += [*[f"sev {s} (%)" for s in range(1, 6)], "mean corr. (%)"]
+    header += ["CPU s / run"]
     rows = []
     for a in agg:
         n = len(a["seeds"])
+        corr = (
+            [f"{100 * m:.1f}" for m in a["corrupted_accuracy_mean"]]
+            + [_pct(a["mean_corrupted_accuracy_mean"], a["mean_corrupted_accuracy_std"], n)]
+            if corrupted
+            else []
+        )
         rows.append(
             (
                 a["technique"],
                 _pct(a["clean_accuracy_mean"], a["clean_accuracy_std"], n),
                 fmt(a["ece_mean"], a["ece_std"]) if n > 1 else f"{a['ece_mean']:.3f}",
-                *[f"{100 * m:.1f}" for m in a["corrupted_accuracy_mean"]],
-                _pct(a["mean_corrupted_accuracy_mean"], a["mean_corrupted_accuracy_std"], n),
+                *corr,
                 f"{a['train_cpu_seconds_mean']:.1f}",
             )
         )
     return header, rows
 
 
+def plot(out: Path, agg: Sequence[Mapping[str, Any]], *, corrupted: bool = True) -> Path:
+    """``accuracy_vs_severity.png`` (images) or ``accuracy_ece.png`` (sequences) in ``out``.
+
+    Images: accuracy against corruption severity, then clean accuracy and ECE bars; sequences
+    (``corrupted=False``): the two bar charts only. Error bars: std over seeds.
+    """
+    from matplotlib.figure import Figure
+
+    if corrupted:
+        fig = Figure(figsize=(13, 4.8))
+        ax, ax_acc, ax_ece = fig.subplots(1, 3, gridspec_kw={"width_ratios": [2.2, 1, 1]})
+        sev = np.arange(0, 6)
+        for a in agg:
+            ys = [100 * a["clean_accuracy_mean"], *[100 * v for v in a["corrupted_accuracy_mean"]]]
+            es = [100 * a["clean_accuracy_std"], *[100 * v for v in a["corrupted_accuracy_std"]]]
+            ax.errorbar(sev, ys, yerr=es, marker="o", capsize=2, label=a["technique"])
+        ax.set_xticks(sev, ["clean", "1", "2", "3", "4", "5"])
+        ax.set_xlabel("corruption severity")
+        ax.set_ylabel("test accuracy (%), mean over corruptions")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    else:
+        fig = Figure(figsize=(8, 4.8))
+        ax_acc, ax_ece = fig.subplots(1, 2)
+    xs = np.arange(len(agg))
+    acc = [100 * a["clean_accuracy_mean"] for a in agg]
+    ax_acc.bar(xs, acc, yerr=[100 * a["clean_accuracy_std"] for a in agg], capsize=2)
+    ax_acc.set_ylim(max(0.0, min([v for v in acc if math.isfinite(v)], default=0.0) - 5), 100)
+    ax_acc.set_ylabel("clean accuracy (%)")
+    ece, ece_sd = [a["ece_mean"] for a in agg], [a["ece_std"] for a in agg]
+    ax_ece.bar(xs, ece, yerr=ece_sd, capsize=2, color="C1")
+    ax_ece.set_ylabel(f"ECE ({ECE_BINS} bins)")
+    for axis in (ax_acc, ax_ece):
+        axis.set_xticks(xs, [a["technique"] for a in agg], rotation=40, ha="right", fontsize=8)
+        axis.grid(axis="y", alpha=0.3)
+    if corrupted:
+        fig.suptitle("posneg bench mixing: accuracy vs corruption severity (mean ± std over seeds)")
+    else:
+        fig.suptitle("posneg bench mixing: test accuracy and ECE (mean ± std over seeds)")
+    fig.tight_layout()
+    name = "accuracy_vs_severity.png" if corrupted else "accuracy_ece.png"
+    return save_figure(fig, out / name)
+
+
+def _sequence_protocol(
+    cfg: BenchConfig, data: SequenceData, seeds: Sequence[int], skipped: Mapping[str, str]
+) -> list[str]:
+    """The protocol note of a sequence data set, and why techniques were skipped."""
+    c, length = data.image_shape
+    notes = [
+        f"Held-out metrics on {data.name} ({len(data.x_train)} train / {len(data.x_test)} test, "
+        f"{c}x{length}, {data.note}), mean ± sample std over seeds {list(seeds)}; "
+        f"{cfg.epochs} epochs per run, batch {cfg.batch_size}; a 1-D CNN. ECE: {ECE_BINS} "
+        "equal-width bins. No corrupted test sets: MedMNIST-C's corruptions are 2-D.",
+    ]
+    if skipped:
+        notes += ["", "Skipped on sequences:", ""]
+        notes += [f"- {label}: {why}." for label, why in skipped.items()]
+    return notes
+
+
 def run_notes(
     cfg: BenchConfig,
-    data: ImageData,
+    data: ImageData | SequenceData,
     seeds: Sequence[int],
     runs: Sequence[Mapping[str, Any]],
     paired: Mapping[str, Any],
+    skipped: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """The notes of results.md: the protocol, the paired gaps against ``none``, diverged runs."""
+    """The notes of results.md: the protocol, the paired gaps against ``none``, diverged runs.
+
+    On sequences the gaps are in clean accuracy and ECE and ``skipped`` (label -> reason) lists
+    the techniques that do not apply; on images, in clean and mean corrupted accuracy.
+    """
+    if isinstance(data, SequenceData):
+        notes = _sequence_protocol(cfg, data, seeds, skipped or {})
+        if paired:
+            notes += ["", "Paired gaps against `none` (mean ± std over seeds):", ""]
+            for name, g in paired.items():
+                ca, ece = g["clean_accuracy"], g["ece"]
+                if ca is None or ece is None:
+                    continue
+                many = len(ca["seeds"]) > 1
+                notes.append(
+                    f"- {name}: accuracy {100 * ca['mean']:+.1f}"
+                    + (f" ± {100 * ca['std']:.1f}" if many else "")
+                    + f" pp, ECE {ece['mean']:+.3f}"
+                    + (f" ± {ece['std']:.3f}" if many else "")
+                )
+        return notes + _diverged(runs)
     c, h, w = data.image_shape
     notes = [
         f"Held-out metrics on {data.name} ({len(data.x_train)} train / {len(data.x_test)} test, "
@@ -349,7 +453,13 @@ def run_notes(
                 f"- {name}: clean {100 * ca['mean']:+.1f}{sd[0]}, "
                 f"mean corrupted {100 * mc['mean']:+.1f}{sd[1]}"
             )
+    return notes + _diverged(runs)
+
+
+def _diverged(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The note on runs that diverged (none when every run finished)."""
     diverged = [r for r in runs if r["diverged_at_epoch"] is not None]
+    notes: list[str] = []
     if diverged:
         notes += [
             "",

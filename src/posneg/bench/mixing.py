@@ -27,15 +27,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Any, cast
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-import typer
 from torch import nn
 
 from posneg.bench import _harness as harness
@@ -53,14 +51,24 @@ from posneg.bench._classifier import (
     expected_calibration_error,
     gaps,
     nan_metrics,
+    plot,
     run_notes,
     soft_cross_entropy,
     table,
+)
+from posneg.bench._models1d import (
+    DATASETS,
+    MNIST1D_EPOCHS,
+    SequenceData,
+    SmallCNN1d,
+    load_mnist1d,
+    not_for_sequences,
 )
 from posneg.data.images import ImageData, load_image_digits, load_image_npz
 
 __all__ = [
     "CORRUPTION_SEED",
+    "DATASETS",
     "DEFAULT_TECHNIQUES",
     "DEMO_CONFIG",
     "PARSER",
@@ -68,7 +76,9 @@ __all__ = [
     "TEST_CORRUPTIONS",
     "BenchConfig",
     "ImageData",
+    "SequenceData",
     "SmallCNN",
+    "SmallCNN1d",
     "cli",
     "demo",
     "expected_calibration_error",
@@ -96,6 +106,10 @@ PARSER = harness.SpecParser("--technique", "technique", TECHNIQUES, baselines=("
 DEFAULT_TECHNIQUES: tuple[str, ...] = TECHNIQUES
 
 
+MODEL_2D = "CNN conv16/s2-pool-conv32-pool-conv64-GAP-linear (BN, ReLU); Adam, cosine decay"
+MODEL_1D = "1-D CNN conv32/k5-pool-conv64/k3-pool-conv64/k3-GAP-linear (BN, ReLU); Adam, cosine"
+
+
 def _is_mix(key: str) -> bool:
     tech = PARSER.technique(key)
     return tech is not None and tech.family == "mixing"
@@ -121,18 +135,23 @@ class BenchConfig:
 
     Attributes:
         techniques: spec strings (``none``, ``mixup:alpha=0.4``, ``randaugment:magnitude=5``).
-        epochs: passes over the train split per run (the last partial batch is kept).
+            On sequences, the image-only ones (cutmix, resizemix, randaugment, corruptions)
+            are skipped and the report says why.
+        dataset: ``digits`` (the 8x8 digits upsampled, 2-D CNN, corrupted test sets) or
+            ``mnist1d`` (MNIST-1D sequences, 1-D CNN, no corrupted test sets).
+        epochs: passes over the train split per run (the last partial batch is kept); default
+            12 on digits and --data, 20 on mnist1d.
         batch_size: training batch size.
         seeds: number of training seeds (``first_seed``, ``first_seed + 1``, ...).
         first_seed: the first training seed.
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``.
-        data: a user ``.npz`` of images or ``None`` for the upsampled digits.
+        data: a user ``.npz`` of images, replacing the digits (not with ``mnist1d``).
         size: side of the upsampled digits (ignored with ``data``).
-        test_fraction: share of each class held out.
+        test_fraction: share of each class held out (mnist1d keeps its own split).
         split_seed: seed of the train/test split (fixed across training seeds).
-        corruptions: the corruptions of the corrupted test sets.
+        corruptions: the corruptions of the corrupted test sets (images only).
         corruption_dataset: the MedMNIST data set (or modality alias) whose official severities
             the corrupted test sets use.
         threads: CPU threads for torch (0: automatic, min(4, available cores); N: exactly N).
@@ -141,7 +160,8 @@ class BenchConfig:
     """
 
     techniques: tuple[str, ...] = DEFAULT_TECHNIQUES
-    epochs: int = 12
+    dataset: str = "digits"
+    epochs: int | None = None
     batch_size: int = 64
     seeds: int = 3
     first_seed: int = 0
@@ -159,9 +179,22 @@ class BenchConfig:
     quiet: bool = False
 
 
-def _validate(cfg: BenchConfig) -> list[harness.Spec]:
+def _validate(cfg: BenchConfig) -> tuple[BenchConfig, list[harness.Spec]]:
+    """Check ``cfg``; return it with the data set's default epochs filled in, and its specs."""
     specs = PARSER.parse(cfg.techniques)
-    if cfg.epochs < 1:
+    if cfg.dataset not in DATASETS:
+        raise harness.UsageError(
+            f"--dataset: unknown data set {cfg.dataset!r}; known: {', '.join(DATASETS)}"
+        )
+    if cfg.dataset != "digits" and cfg.data is not None:
+        raise harness.UsageError(
+            f"--dataset: {cfg.dataset} and --data both name the data; give one of them"
+        )
+    epochs = cfg.epochs
+    if epochs is None:
+        epochs = MNIST1D_EPOCHS if cfg.dataset == "mnist1d" else 12
+        cfg = replace(cfg, epochs=epochs)
+    if epochs < 1:
         raise harness.UsageError(f"--epochs: must be >= 1; got {cfg.epochs}")
     if cfg.batch_size < 2:
         raise harness.UsageError(
@@ -174,10 +207,15 @@ def _validate(cfg: BenchConfig) -> list[harness.Spec]:
     harness.check_number("--test-fraction", cfg.test_fraction, low=0.0, high=1.0, closed="none")
     check_corruptions(cfg.corruptions, cfg.corruption_dataset)
     harness.check_data_file("--data", cfg.data)
-    return specs
+    return cfg, specs
 
 
-def _load(cfg: BenchConfig) -> ImageData:
+def _load(cfg: BenchConfig) -> ImageData | SequenceData:
+    if cfg.dataset == "mnist1d":
+        try:
+            return load_mnist1d()
+        except ImportError as exc:  # no cache and no mnist1d package
+            raise harness.UsageError(f"--dataset mnist1d: {exc}") from None
     if cfg.data is None:
         return load_image_digits(
             size=cfg.size, test_fraction=cfg.test_fraction, seed=cfg.split_seed
@@ -190,7 +228,7 @@ def _load(cfg: BenchConfig) -> ImageData:
 
 def _train_one(
     spec: harness.Spec,
-    data: ImageData,
+    data: ImageData | SequenceData,
     seed: int,
     cfg: BenchConfig,
     device: torch.device,
@@ -200,7 +238,8 @@ def _train_one(
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        model = SmallCNN(data.image_shape[0], data.n_classes, mean=data.mean, std=data.std)
+        net = SmallCNN1d if isinstance(data, SequenceData) else SmallCNN
+        model = net(data.image_shape[0], data.n_classes, mean=data.mean, std=data.std)
         model = model.to(device)
     module = _build_module(spec, data.n_classes)
     mix = _is_mix(spec.key)
@@ -211,11 +250,12 @@ def _train_one(
     n = x.shape[0]
     bs = min(cfg.batch_size, n)
     steps_per_epoch = math.ceil(n / bs)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch)
+    epochs = cast(int, cfg.epochs)  # filled in by _validate
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
     start, cpu_start = time.perf_counter(), time.process_time()
     epoch_losses: list[float] = []
     diverged_at: int | None = None
-    for epoch in range(cfg.epochs):
+    for epoch in range(epochs):
         model.train()
         perm = torch.randperm(n, device=device, generator=gen)
         total = torch.zeros((), device=device, dtype=torch.float64)
@@ -261,37 +301,6 @@ def _train_one(
     }
 
 
-def _plot(out: Path, agg: Sequence[Mapping[str, Any]]) -> Path:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(13, 4.8))
-    ax, ax_acc, ax_ece = fig.subplots(1, 3, gridspec_kw={"width_ratios": [2.2, 1, 1]})
-    sev = np.arange(0, 6)
-    for a in agg:
-        ys = [100 * a["clean_accuracy_mean"], *[100 * v for v in a["corrupted_accuracy_mean"]]]
-        es = [100 * a["clean_accuracy_std"], *[100 * v for v in a["corrupted_accuracy_std"]]]
-        ax.errorbar(sev, ys, yerr=es, marker="o", capsize=2, label=a["technique"])
-    ax.set_xticks(sev, ["clean", "1", "2", "3", "4", "5"])
-    ax.set_xlabel("corruption severity")
-    ax.set_ylabel("test accuracy (%), mean over corruptions")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    xs = np.arange(len(agg))
-    acc = [100 * a["clean_accuracy_mean"] for a in agg]
-    ax_acc.bar(xs, acc, yerr=[100 * a["clean_accuracy_std"] for a in agg], capsize=2)
-    ax_acc.set_ylim(max(0.0, min([v for v in acc if math.isfinite(v)], default=0.0) - 5), 100)
-    ax_acc.set_ylabel("clean accuracy (%)")
-    ece, ece_sd = [a["ece_mean"] for a in agg], [a["ece_std"] for a in agg]
-    ax_ece.bar(xs, ece, yerr=ece_sd, capsize=2, color="C1")
-    ax_ece.set_ylabel(f"ECE ({ECE_BINS} bins)")
-    for axis in (ax_acc, ax_ece):
-        axis.set_xticks(xs, [a["technique"] for a in agg], rotation=40, ha="right", fontsize=8)
-        axis.grid(axis="y", alpha=0.3)
-    fig.suptitle("posneg bench mixing: accuracy vs corruption severity (mean ± std over seeds)")
-    fig.tight_layout()
-    return _report.save_figure(fig, out / "accuracy_vs_severity.png")
-
-
 def run(cfg: BenchConfig) -> dict[str, Any]:
     """Run the bench described by ``cfg``; write the reports; return the results.
 
@@ -303,44 +312,53 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         UsageError: a bad spec, value or file (names the flag); the technique's own
             ValueError/TypeError text for a bad constructor argument.
     """
-    specs = _validate(cfg)
+    cfg, specs = _validate(cfg)
     device = harness.resolve_device(cfg.device)
     data = _load(cfg)
+    seq = isinstance(data, SequenceData)
+    skipped = {s.label(): why for s in specs if seq and (why := not_for_sequences(s.key))}
+    specs = [s for s in specs if s.label() not in skipped]
+    if not specs:
+        raise harness.UsageError(
+            f"--technique: none of {', '.join(skipped)} applies to sequences ({cfg.dataset}); "
+            "use none, mixup or fmix"
+        )
     for spec in specs:  # validate every spec before any training starts
         _build_module(spec, data.n_classes)
     seeds = harness.seed_list(cfg)
     started, cpu_started = time.perf_counter(), time.process_time()
     with harness.torch_threads(cfg.threads, device) as threads:
         x_test = torch.as_tensor(data.x_test)
-        corrupted = corrupted_sets(x_test, cfg.corruptions, device, cfg.corruption_dataset)
+        names = () if seq else cfg.corruptions  # 2-D corruptions: images only
+        corrupted = corrupted_sets(x_test, names, device, cfg.corruption_dataset)
         runs = harness.run_grid(
             [(s, seed) for s in specs for seed in seeds],
             lambda job, tick: _train_one(job[0], data, job[1], cfg, device, corrupted, tick),
             describe=lambda job: f"{job[0].label()} seed={job[1]}",
-            steps=cfg.epochs,
+            steps=cast(int, cfg.epochs),
             quiet=cfg.quiet,
         )
     elapsed, cpu_elapsed = time.perf_counter() - started, time.process_time() - cpu_started
     agg = aggregate(runs)
     labels = [s.label() for s in specs]
-    header, rows = table(agg)
+    header, rows = table(agg, corrupted=not seq)
     config = _report.resolved_config(
         cfg,
         seeds=seeds,
         device=device,
         threads=threads,
         techniques=labels,
-        corruptions=list(cfg.corruptions),
+        corruptions=list(names),
         **data.summary(),
-        model="CNN conv16/s2-pool-conv32-pool-conv64-GAP-linear (BN, ReLU); Adam, cosine decay",
+        model=MODEL_1D if seq else MODEL_2D,
         ece_bins=ECE_BINS,
         corruption_seed=CORRUPTION_SEED,
         elapsed_seconds=round(elapsed, 1),
         cpu_seconds=round(cpu_elapsed, 1),
     )
     paired = gaps(runs, labels)
-    notes = run_notes(cfg, data, seeds, runs, paired)
-    results = {"runs": runs, "aggregate": agg, "gaps": paired}
+    notes = run_notes(cfg, data, seeds, runs, paired, skipped)
+    results = {"runs": runs, "aggregate": agg, "gaps": paired, "skipped": skipped}
     title = "posneg bench mixing"
     out = Path(cfg.out)
     report = _report.write_report(
@@ -352,7 +370,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         rows=rows,
         notes="\n".join(notes),
     )
-    plots = [_plot(out, agg)]
+    plots = [plot(out, agg, corrupted=not seq)]
     if not cfg.quiet:
         _report.show(
             title, header, rows, notes[1:], report=report, elapsed=elapsed, keep_first_column=True
@@ -360,89 +378,39 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     return {**results, "report": report, "plots": plots, "config": config}
 
 
-_D = BenchConfig()
+def _finish(values: dict[str, Any]) -> dict[str, Any]:
+    values["data"] = None if values["data"] is None else str(values["data"])
+    return values
 
 
-def cli(
-    technique: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--technique",
-            "-t",
-            help="Technique spec, repeatable: none, mixup, cutmix, fmix, resizemix, "
-            "randaugment, corruptions, with constructor arguments as in 'mixup:alpha=0.4' or "
-            "'corruptions:dataset=xray'. Default: all.",
-        ),
-    ] = None,
-    epochs: Annotated[int, typer.Option(help="Epochs per run.")] = _D.epochs,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", "-b", help="Training batch size.")
-    ] = _D.batch_size,
-    seeds: harness.SeedsOption = _D.seeds,
-    first_seed: harness.FirstSeedOption = _D.first_seed,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = _D.lr,
-    weight_decay: Annotated[float, typer.Option(help="Adam weight decay.")] = _D.weight_decay,
-    device: harness.DeviceOption = _D.device,
-    data: Annotated[
-        Path | None,
-        typer.Option(
-            help=".npz with images X (N, C, H, W) or (N, H, W) and y (N,) int labels. "
-            "Default: the 8x8 digits upsampled."
-        ),
-    ] = None,
-    size: Annotated[int, typer.Option(help="Side of the upsampled digits (without --data).")] = 32,
-    test_fraction: Annotated[
-        float, typer.Option(help="Share of each class held out.")
-    ] = _D.test_fraction,
-    split_seed: Annotated[int, typer.Option(help="Seed of the train/test split.")] = 0,
-    corruption: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--corruption",
-            help="Corruption of the corrupted test sets, repeatable. Default: "
-            + ", ".join(TEST_CORRUPTIONS)
-            + ".",
-        ),
-    ] = None,
-    corruption_dataset: Annotated[
-        str,
-        typer.Option(
-            help="MedMNIST data set (or modality) whose official severities the corrupted test "
-            "sets use."
-        ),
-    ] = CORRUPTION_DATASET,
-    threads: harness.ThreadsOption = _D.threads,
-    out: harness.OutOption = Path(_D.out),
-    quiet: harness.QuietOption = False,
-) -> None:
-    """Train a small CNN per mixing/augmentation technique; clean, calibration, corrupted accuracy.
+#: `posneg bench mixing`: one option per field of :class:`BenchConfig`.
+cli = harness.command(
+    BenchConfig,
+    run,
+    doc="""Train a small CNN per mixing/augmentation technique: accuracy, ECE, corrupted accuracy.
 
-    Every technique and seed trains the same CNN on upsampled digits (or --data images); the
-    held-out split is scored clean (accuracy, 15-bin ECE) and under corruptions at severities
-    1-5. Writes results.json, results.md and a PNG plot into --out.
-    """
-    cfg = BenchConfig(
-        techniques=tuple(technique) if technique else DEFAULT_TECHNIQUES,
-        corruptions=tuple(corruption) if corruption else TEST_CORRUPTIONS,
-        data=None if data is None else str(data),
-        out=str(out),
-        epochs=epochs,
-        batch_size=batch_size,
-        seeds=seeds,
-        first_seed=first_seed,
-        lr=lr,
-        weight_decay=weight_decay,
-        device=device,
-        size=size,
-        test_fraction=test_fraction,
-        split_seed=split_seed,
-        corruption_dataset=corruption_dataset,
-        threads=threads,
-        quiet=quiet,
-    )
-    result = run(cfg)
-    if quiet:
-        typer.echo(str(result["report"]))
+    Every technique and seed trains the same CNN on upsampled digits (or --data images, or
+    MNIST-1D sequences with a 1-D CNN: --dataset mnist1d); the held-out split is scored clean
+    (accuracy, 15-bin ECE) and, for images, under corruptions at severities 1-5. Writes
+    results.json, results.md and a PNG plot into --out.
+    """,
+    flags={
+        "techniques": ("--technique", "-t"),
+        "batch_size": ("--batch-size", "-b"),
+        "corruptions": ("--corruption",),
+    },
+    help={
+        "techniques": "Technique spec, repeatable: none, mixup, cutmix, fmix, resizemix, "
+        "randaugment, corruptions, with constructor arguments as in 'mixup:alpha=0.4' or "
+        "'corruptions:dataset=xray'. Default: all (on mnist1d, the image-only ones are skipped).",
+        "data": ".npz with images X (N, C, H, W) or (N, H, W) and y (N,) int labels. "
+        "Default: the 8x8 digits upsampled.",
+        "corruptions": "Corruption of the corrupted test sets, repeatable. Default: "
+        + ", ".join(TEST_CORRUPTIONS)
+        + ".",
+    },
+    finish=_finish,
+)
 
 
 #: The demo preset: every technique, one seed, few epochs (under a minute on 2 cores).
