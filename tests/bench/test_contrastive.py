@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,11 @@ import torch
 from cli_helpers import assert_one_line_error, run_main
 from posneg.bench import contrastive
 from posneg.bench._harness import UsageError
+from posneg.bench._models import Conv1dEncoder, Encoder, encoder_for
+from posneg.bench._probe import REFERENCE
 from posneg.bench.contrastive import BenchConfig, run
 from posneg.data import load_digits
+from posneg.data.views import augment_sequences, view_fn
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -185,10 +189,79 @@ def test_demo_returns_a_summary(npz: Path, tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(
         contrastive, "DEMO_CONFIG", _cfg(npz, tmp_path / "ignored", objectives=("dcl",))
     )
+    seq = BenchConfig(objectives=("nt_xent",), dataset="mnist1d", epochs=1, seeds=1)
+    monkeypatch.setattr(contrastive, "DEMO_MNIST1D", replace(seq, batch_sizes=(1000,), quiet=True))
     summary = contrastive.demo(tmp_path / "demo")
     assert summary.family == "contrastive"
     assert summary.report == tmp_path / "demo" / "results.md" and summary.report.exists()
-    assert [r[0] for r in summary.rows] == ["dcl", "raw input (no training)"]
+    names = [r[0] for r in summary.rows]
+    assert names == ["dcl", "raw input (no training)", "nt_xent on MNIST-1D (1-D CNN, 4 epochs)"]
+    assert (tmp_path / "demo" / "mnist1d" / "results.md").exists()
+
+
+def test_demo_presets_are_small() -> None:
+    assert contrastive.DEMO_MNIST1D.dataset == "mnist1d"
+    assert contrastive.DEMO_MNIST1D.objectives == ("nt_xent",)
+    assert contrastive.DEMO_MNIST1D.seeds == 1 and contrastive.DEMO_MNIST1D.epochs == 4
+
+
+# --------------------------------------------------------------------------------------------
+# --dataset mnist1d: the 1-D CNN, sequence views, the supervised reference
+# --------------------------------------------------------------------------------------------
+
+
+def test_conv1d_encoder_shapes_and_seeded_init() -> None:
+    torch.manual_seed(0)
+    a = Conv1dEncoder(40)
+    torch.manual_seed(0)
+    b = Conv1dEncoder(40)
+    x = torch.randn(5, 40)
+    a.eval(), b.eval()
+    assert a.backbone(x).shape == (5, a.feat_dim) == (5, Encoder.FEAT_DIM)
+    assert a(x).shape == (5, a.proj_dim)
+    assert torch.equal(a(x), b(x))
+    assert Conv1dEncoder(41).backbone(torch.randn(3, 41)).shape == (3, 128)
+
+
+def test_encoder_and_view_follow_the_data() -> None:
+    from posneg.data import load_mnist1d
+
+    seq = load_mnist1d()
+    assert isinstance(encoder_for(seq), Conv1dEncoder)
+    assert type(encoder_for(load_digits())) is Encoder
+    view = view_fn(seq)
+    x = torch.as_tensor(seq.x_train[:4])
+    g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    assert torch.equal(view(x, g1), seq.scaler(augment_sequences(x, generator=g2)))
+
+
+def test_mnist1d_run_has_reference_and_raw_rows(tmp_path: Path) -> None:
+    cfg = BenchConfig(
+        objectives=("nt_xent",), dataset="mnist1d", batch_sizes=(1000,), epochs=1, seeds=1,
+        device="cpu", out=str(tmp_path / "a"), quiet=True,
+    )  # fmt: skip
+    result = run(cfg)
+    objs = [a["objective"] for a in result["aggregate"]]
+    assert objs == ["nt_xent", REFERENCE]
+    ref = result["aggregate"][1]
+    assert ref["supervised"] and ref["batch_size"] == 1000
+    conf = result["config"]
+    assert conf["epochs"] == 1 and conf["data_name"] == "mnist1d"
+    assert conf["n_train"] == 4000 and conf["n_test"] == 1000 and conf["n_features"] == 40
+    assert conf["encoder"].startswith("1-D CNN") and conf["views"].startswith("MNIST-1D")
+    assert all(r["steps"] == 4 for r in result["runs"])  # 1 epoch of 4 full batches
+    md = Path(result["report"]).read_text()
+    assert REFERENCE in md and "raw input" in md and "1 epochs per run" in md
+    again = run(replace(cfg, out=str(tmp_path / "b")))  # same seed, same metrics
+    for r1, r2 in zip(result["runs"], again["runs"], strict=True):
+        assert (r1["linear_probe"], r1["knn"]) == (r2["linear_probe"], r2["knn"])
+
+
+def test_default_epochs_per_dataset() -> None:
+    assert contrastive.EPOCHS == {"digits": 30, "mnist1d": 12}
+    assert contrastive._epochs(BenchConfig()) == 30
+    assert contrastive._epochs(BenchConfig(dataset="mnist1d")) == 12
+    assert contrastive._epochs(BenchConfig(dataset="mnist1d", epochs=3)) == 3
 
 
 # --------------------------------------------------------------------------------------------
@@ -218,6 +291,8 @@ def _bench(npz: Path, out: Path, *extra: str) -> list[str]:
         (["--seeds", "0"], ["--seeds"]),
         (["--lr", "-1"], ["--lr"]),
         (["--test-fraction", "1.5"], ["--test-fraction"]),
+        (["--dataset", "mnist"], ["--dataset", "digits, mnist1d", "'mnist'"]),
+        (["--dataset", "mnist1d"], ["--data", "--dataset mnist1d", "not both"]),
     ],
 )
 def test_bad_values_are_one_line(

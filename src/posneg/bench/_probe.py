@@ -4,19 +4,29 @@
   deterministic) fitted on standardised frozen train features, scored on the test features.
 - :func:`knn_accuracy`: a k-nearest-neighbour vote under cosine similarity.
 - :func:`evaluate`: both, for a feature function on a :class:`~posneg.data.Dataset` split.
+- :func:`train_supervised`, :func:`supervised_reference`: the supervised reference of a bench:
+  an encoder's backbone and a linear classifier trained with cross-entropy on the same views
+  (the scale of the table), then probed like the self-supervised runs.
 """
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 
+from posneg.bench._models import Encoder
 from posneg.data import Dataset
 
-__all__ = ["evaluate", "knn_accuracy", "linear_probe_accuracy"]
+__all__ = ["REFERENCE", "evaluate", "knn_accuracy", "linear_probe_accuracy"]
+__all__ += ["supervised_reference", "train_supervised"]
+
+#: The row name of the supervised reference.
+REFERENCE = "supervised CE (reference)"
 
 
 def knn_accuracy(
@@ -85,3 +95,105 @@ def evaluate(
     f_te = fte.double().cpu().numpy()
     probe = linear_probe_accuracy(f_tr, data.y_train, f_te, data.y_test)
     return {"linear_probe": probe, "knn": knn}
+
+
+def train_supervised(
+    backbone: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    view: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
+    *,
+    shape: tuple[int, int],
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    generator: torch.Generator,
+    tick: Callable[[], None],
+) -> list[float]:
+    """Train ``backbone`` and a linear classifier on top with cross-entropy, on ``view`` of ``x``.
+
+    The classifier's initial weights are drawn on a fork of torch's global generator seeded from
+    ``generator``; batch order and views come from ``generator``. Full batches only.
+
+    Args:
+        backbone: ``(B, ...) -> (B, feat)``; trained in place, left in eval mode.
+        x, y: the train inputs and labels (0..C-1).
+        view: ``view(batch, generator)``, one augmented view per step.
+        shape: ``(feat, n_classes)`` of the linear classifier.
+        epochs, batch_size: passes over ``x`` and samples per step.
+        lr, weight_decay: Adam's.
+        generator: the run's generator.
+        tick: called once per epoch.
+
+    Returns:
+        The mean loss of every epoch.
+    """
+    with torch.random.fork_rng(devices=[]):
+        g = generator
+        torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=g, device=g.device)))
+        clf = torch.nn.Linear(*shape).to(x.device)
+    params = [*backbone.parameters(), *clf.parameters()]
+    optim = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    n, steps = x.shape[0], x.shape[0] // batch_size
+    losses = []
+    backbone.train()
+    for _ in range(epochs):
+        perm = torch.randperm(n, device=x.device, generator=generator)
+        total = 0.0
+        for step in range(steps):
+            idx = perm[step * batch_size : (step + 1) * batch_size]
+            logits = clf(backbone(view(x[idx], generator)))
+            loss = torch.nn.functional.cross_entropy(logits, y[idx])
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            optim.step()
+            total += float(loss.detach())
+        losses.append(total / steps)
+        tick()
+    backbone.eval()
+    return losses
+
+
+def supervised_reference(
+    model: Encoder,
+    data: Dataset,
+    view: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
+    epochs: int,
+    batch_size: int,
+    opt: tuple[float, float],
+    seed: int,
+    tick: Callable[[], None],
+) -> dict[str, Any]:
+    """One run record of the supervised reference (:func:`train_supervised`, then :func:`evaluate`).
+
+    ``model.backbone`` is trained with a linear classifier on top; ``opt`` is Adam's
+    ``(lr, weight_decay)``; the run's generator is seeded with ``seed`` on the model's device.
+    The record has the fields of a bench run (``objective`` is :data:`REFERENCE`, ``supervised``
+    true).
+    """
+    backbone = model.backbone
+    device = next(backbone.parameters()).device
+    x, y = (torch.as_tensor(a, device=device) for a in (data.x_train, data.y_train))
+    gen = torch.Generator(device=device).manual_seed(seed)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    losses = train_supervised(
+        backbone, x, y, view, shape=(model.feat_dim, data.n_classes), epochs=epochs,
+        batch_size=batch_size, lr=opt[0], weight_decay=opt[1], generator=gen, tick=tick,
+    )  # fmt: skip
+    train_s, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
+    return {
+        "objective": REFERENCE,
+        "key": "cross_entropy",
+        "supervised": True,
+        "batch_size": batch_size,
+        "seed": seed,
+        "loss_module": "CrossEntropyLoss()",
+        **evaluate(backbone, data, device),
+        "final_loss": losses[-1],
+        "epoch_losses": losses,
+        "diverged_at_epoch": None,
+        "steps": len(losses) * (len(x) // batch_size),
+        "train_seconds": round(train_s, 3),
+        "train_cpu_seconds": round(cpu_s, 3),
+    }

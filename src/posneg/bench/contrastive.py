@@ -1,13 +1,13 @@
 """`posneg bench contrastive`: self-supervised training per objective, then linear probe and kNN.
 
-For every objective spec (``hcl:beta=1.0,tau_plus=0.1``), batch size and seed, a small MLP encoder
+For every objective spec (``hcl:beta=1.0,tau_plus=0.1``), batch size and seed, a small encoder
 learns from two augmented views (:mod:`posneg.data.views`) of the train split of the 8x8 digits
-(or ``--data file.npz``); its frozen backbone is then scored on the held-out split by a linear
-probe and a kNN vote (:mod:`posneg.bench._probe`). The encoder (:mod:`posneg.bench._models`) is
-``F -> 256 -> 128`` (Linear, BatchNorm, ReLU twice: the probed *backbone*) plus a head
-``128 -> 128 -> 64`` fed to the objective. AMCL brings its own heads and temperature networks:
-it gets the backbone output and its parameters join the optimiser. SupCon uses the labels and is
-marked *supervised*.
+(or ``--data file.npz``: MLP ``F -> 256 -> 128``, Linear, BatchNorm, ReLU twice; ``--dataset
+mnist1d``: a 1-D CNN, MNIST-1D's transforms as views, plus a supervised cross-entropy row). Its
+frozen *backbone* is scored on the held-out split by a linear probe and a kNN vote
+(:mod:`posneg.bench._probe`); a head ``128 -> 128 -> 64`` feeds the objective. AMCL brings its
+own heads and temperature networks: it gets the backbone output and its parameters join the
+optimiser. SupCon uses the labels and is marked *supervised*.
 
 On request, ``moco``, ``mochi`` and ``feature_transform`` (alias ``ft``) train MoCo-style: the
 query is the first view through the encoder, the key the second through a momentum copy (0.99),
@@ -17,11 +17,8 @@ hard negative mixing (N, s, s' = 128, 64, 32 for the small queue), ``feature_tra
 positive extrapolation and negative interpolation. Draws come from one generator per run seeded
 with its seed; same seed, device and thread count give the same metrics.
 
-Python use::
-
-    from posneg.bench.contrastive import BenchConfig, run
-    result = run(BenchConfig(objectives=("nt_xent", "dcl"), batch_sizes=(64,), epochs=20))
-    result["aggregate"]          # per objective and batch size: mean/std of both accuracies
+Python use: ``run(BenchConfig(objectives=("nt_xent", "dcl"), batch_sizes=(64,), epochs=20))``;
+its ``["aggregate"]``: per objective and batch size, mean/std of both accuracies.
 """
 
 from __future__ import annotations
@@ -39,12 +36,12 @@ from torch import nn
 
 from posneg.bench import _harness as h
 from posneg.bench import _report as rep
-from posneg.bench._models import Encoder, MomentumKeys
-from posneg.bench._probe import evaluate
+from posneg.bench._models import Encoder, MomentumKeys, encoder_for
+from posneg.bench._probe import REFERENCE, evaluate, supervised_reference
 from posneg.bench._probe import knn_accuracy as knn_accuracy
 from posneg.bench._probe import linear_probe_accuracy as linear_probe_accuracy
 from posneg.bench._report import DemoSummary
-from posneg.data import Dataset, load_digits, load_npz
+from posneg.data import Dataset, load_digits, load_mnist1d, load_npz
 from posneg.data.views import augment_images as augment_images
 from posneg.data.views import augment_vectors as augment_vectors
 from posneg.data.views import view_fn
@@ -142,13 +139,15 @@ class BenchConfig:
             in 'hcl:beta=1.0,tau_plus=0.1'. Default: all but moco, mochi, feature_transform.
         batch_sizes: batch size, repeatable (a sweep). Default: 128. Every batch is full (the
             last partial batch of an epoch is dropped).
-        epochs: passes over the train split per run.
+        epochs: passes over the train split per run. Default: 30 (digits), 12 (mnist1d).
         seeds: number of training seeds (``first_seed``, ``first_seed + 1``, ...).
         first_seed: the first training seed.
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``.
-        data: .npz with X (N, F) floats and y (N,) int labels. Default: 8x8 digits.
+        dataset: digits (8x8 digits, MLP) or mnist1d (MNIST-1D, fixed 4000/1000 split, 1-D CNN,
+            its own transforms as views, a supervised cross-entropy reference row).
+        data: .npz with X (N, F) floats and y (N,) int labels (instead of --dataset).
         test_fraction: share of each class held out.
         split_seed: seed of the train/test split (fixed across training seeds).
         threads: CPU threads for torch (0: min(4, available cores)). Default 1: the model is
@@ -159,12 +158,13 @@ class BenchConfig:
 
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
     batch_sizes: tuple[int, ...] = (128,)
-    epochs: int = 30
+    epochs: int | None = None
     seeds: int = 2
     first_seed: int = 0
     lr: float = 2e-3
     weight_decay: float = 1e-5
     device: str = "auto"
+    dataset: str = "digits"
     data: str | None = None
     test_fraction: float = 0.25
     split_seed: int = 0
@@ -182,8 +182,12 @@ def _validate(cfg: BenchConfig) -> list[h.Spec]:
             raise h.UsageError(f"--batch-size: must be >= 2 (a batch needs negatives); got {b}")
     if len(set(cfg.batch_sizes)) != len(cfg.batch_sizes):
         raise h.UsageError(f"--batch-size: a value is given twice: {list(cfg.batch_sizes)}")
-    if cfg.epochs < 1:
+    if cfg.epochs is not None and cfg.epochs < 1:
         raise h.UsageError(f"--epochs: must be >= 1; got {cfg.epochs}")
+    if cfg.dataset not in EPOCHS:
+        raise h.UsageError(f"--dataset: choose one of digits, mnist1d; got {cfg.dataset!r}")
+    if cfg.data is not None and cfg.dataset != "digits":
+        raise h.UsageError(f"--data: give --data or --dataset {cfg.dataset}, not both")
     h.check_common(cfg)
     h.check_number("--lr", cfg.lr, low=0.0, closed="none")
     h.check_number("--weight-decay", cfg.weight_decay, low=0.0)
@@ -195,7 +199,19 @@ def _validate(cfg: BenchConfig) -> list[h.Spec]:
     return specs
 
 
+EPOCHS = {"digits": 30, "mnist1d": 12}  #: default epochs (mnist1d: under 5 minutes on 2 cores)
+
+
+def _epochs(cfg: BenchConfig) -> int:
+    return cfg.epochs or EPOCHS[cfg.dataset]
+
+
 def _load(cfg: BenchConfig) -> Dataset:
+    if cfg.data is None and cfg.dataset == "mnist1d":
+        try:
+            return load_mnist1d()
+        except ImportError as exc:
+            raise h.UsageError(f"--dataset mnist1d: {exc}") from None
     if cfg.data is None:
         return load_digits(test_fraction=cfg.test_fraction, seed=cfg.split_seed)
     try:
@@ -205,12 +221,21 @@ def _load(cfg: BenchConfig) -> Dataset:
 
 
 def _train_one(
-    job: tuple[h.Spec, int, int], data: Dataset, cfg: BenchConfig, device: torch.device, tick: Any
+    job: tuple[h.Spec | None, int, int],
+    data: Dataset,
+    cfg: BenchConfig,
+    device: torch.device,
+    tick: Any,
 ) -> dict[str, Any]:
     spec, batch_size, seed = job
+    if spec is None:  # the supervised reference
+        with h.seeded(device, seed):
+            ref = encoder_for(data).to(device)
+        adam, e = (cfg.lr, cfg.weight_decay), _epochs(cfg)
+        return supervised_reference(ref, data, view_fn(data), e, batch_size, adam, seed, tick)
     obj = OBJECTIVES[spec.key]
     with h.seeded(device, seed):
-        model = Encoder(data.n_features).to(device)
+        model = encoder_for(data).to(device)
         loss_fn = _build_loss(spec, model.feat_dim).to(device)
     params = list(model.backbone.parameters())
     if obj.call != "backbone":
@@ -230,7 +255,7 @@ def _train_one(
     diverged_at: int | None = None
     model.train()
     loss_fn.train()
-    for epoch in range(cfg.epochs):
+    for epoch in range(_epochs(cfg)):
         perm = torch.randperm(n, device=device, generator=gen)
         total = torch.zeros((), device=device, dtype=torch.float64)
         for step in range(steps):
@@ -314,7 +339,7 @@ def _notes(cfg: BenchConfig, data: Dataset, runs: list[Any], gaps: Mapping[str, 
     notes = [
         f"Held-out accuracy on {data.name} ({len(data.x_train)} train / {len(data.x_test)} test, "
         f"stratified, split seed {cfg.split_seed}), mean ± sample std over seeds "
-        f"{h.seed_list(cfg)}; {cfg.epochs} epochs per run. *supervised* objectives use the train "
+        f"{h.seed_list(cfg)}; {_epochs(cfg)} epochs per run. *supervised* objectives use the train "
         "labels; the others see none. `raw input` probes the standardised input features.",
     ]
     for name, rows_g in gaps.items():
@@ -335,6 +360,10 @@ SETUP = {
     "encoder": "MLP F-256-128 (BN, ReLU) backbone + 128-128-64 head; Adam",
     "probe": "sklearn LogisticRegression(C=1, lbfgs) on standardised backbone features",
     "knn": "k=20, cosine, majority vote",
+}
+SEQ_SETUP = {
+    "encoder": "1-D CNN (3 conv, 16-32-32 ch., BN, ReLU) -> 128 backbone + 128-128-64 head; Adam",
+    "views": "MNIST-1D transforms: scale 0.4, roll <= 8, shear 0.75, noise 0.25 corr. + 0.02 iid",
 }
 VIEWS = (
     "vector: feature dropout 0.2, noise 0.2 (standardised scale)",
@@ -363,14 +392,18 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         if b > n:
             raise h.UsageError(f"--batch-size: {b} exceeds the {n} training samples of {data.name}")
     seeds = h.seed_list(cfg)
-    jobs = [(s, b, seed) for b in cfg.batch_sizes for s in specs for seed in seeds]
+    jobs: list[Any] = [(s, b, seed) for b in cfg.batch_sizes for s in specs for seed in seeds]
+    if data.name == "mnist1d":  # the supervised reference, at the first batch size
+        jobs += [(None, cfg.batch_sizes[0], seed) for seed in seeds]
     started = time.perf_counter()
     with h.torch_threads(cfg.threads, device) as threads:
         runs = h.run_grid(
             jobs,
             lambda job, tick: _train_one(job, data, cfg, device, tick),
-            describe=lambda job: f"{job[0].label()} b={job[1]} seed={job[2]}",
-            steps=cfg.epochs,
+            describe=lambda job: (
+                f"{job[0].label() if job[0] else REFERENCE} b={job[1]} seed={job[2]}"
+            ),
+            steps=_epochs(cfg),
             quiet=cfg.quiet,
         )
         raw = evaluate(lambda t: t, data, device)
@@ -404,13 +437,14 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         threads=threads,
         objectives=[s.label() for s in specs],
         batch_sizes=list(cfg.batch_sizes),
+        epochs=_epochs(cfg),
         data_name=data.name,
         n_train=n,
         n_test=len(data.x_test),
         n_features=data.n_features,
         n_classes=data.n_classes,
-        views=VIEWS[data.image_shape is not None],
-        **SETUP,
+        **{"views": VIEWS[data.image_shape is not None], **SETUP}
+        | (SEQ_SETUP if data.name == "mnist1d" else {}),
         elapsed_seconds=round(elapsed, 1),
     )
     return rep.publish(
@@ -441,21 +475,26 @@ cli = h.command(
     flags={"objectives": ("--objective", "-o"), "batch_sizes": ("--batch-size", "-b")},
 )
 
-#: The demo preset: every objective, one seed, few epochs (about a minute on 2 cores).
+#: The demo presets: every objective on digits, one seed, 10 epochs (about a minute on 2
+#: cores); NT-Xent on MNIST-1D with the 1-D CNN, one seed, 4 epochs (one row).
 DEMO_CONFIG = BenchConfig(epochs=10, seeds=1, batch_sizes=(128,))
+DEMO_MNIST1D = BenchConfig(objectives=("nt_xent",), dataset="mnist1d", epochs=4, seeds=1)
 
 
 def demo(out: Path) -> DemoSummary:
-    """A small preset for `posneg demo`: every objective on digits, one seed, 10 epochs."""
+    """`posneg demo`'s presets: every objective on digits, then NT-Xent on MNIST-1D (one row)."""
     result = run(BenchConfig(**{**asdict(DEMO_CONFIG), "out": str(out)}))
+    seq = run(BenchConfig(**{**asdict(DEMO_MNIST1D), "out": str(out / "mnist1d")}))
     raw = {"objective": "raw input (no training)", "supervised": False}
     raw |= {f"{m}_mean": v for m, v in result["raw_input"].items()}
+    first = seq["aggregate"][0]
+    seq_row = {**first, "objective": f"{first['objective']} on MNIST-1D (1-D CNN, 4 epochs)"}
     rows = [
         (
             a["objective"] + (" (supervised)" if a["supervised"] else ""),
             "linear probe / kNN acc. (%)",
             f"{100 * a['linear_probe_mean']:.1f} / {100 * a['knn_mean']:.1f}",
         )
-        for a in [*result["aggregate"], raw]
+        for a in [*result["aggregate"], raw, seq_row]
     ]
     return DemoSummary(family="contrastive", rows=rows, report=Path(result["report"]))

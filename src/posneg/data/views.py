@@ -8,7 +8,8 @@
 - :func:`gaussian_smooth`: the correlated-noise filter (SciPy's ``gaussian_filter1d``, mode
   ``reflect``, truncate 4) as a batched convolution.
 - :func:`view_fn`: the view of a :class:`~posneg.data.Dataset` batch: image views for image data
-  (then standardised), vector views of the standardised features otherwise.
+  (then standardised), sequence views for MNIST-1D, vector views of the standardised features
+  otherwise.
 
 Every draw is per sample, vectorised, from the ``generator`` given, on the input's device.
 Same generator state, same device and same input give the same views.
@@ -174,7 +175,8 @@ def view_fn(data: Dataset) -> Callable[[torch.Tensor, torch.Generator], torch.Te
     """The view function of ``data``: ``view(raw_batch, generator) -> standardised view``.
 
     Image data (``data.image_shape`` set) gets :func:`augment_images` then the data's scaler;
-    other data gets :func:`augment_vectors` of the standardised features.
+    MNIST-1D (``data.name == "mnist1d"``) gets :func:`sequence_view_fn`; other data gets
+    :func:`augment_vectors` of the standardised features.
 
     Example:
         >>> from posneg.data import load_digits
@@ -184,6 +186,8 @@ def view_fn(data: Dataset) -> Callable[[torch.Tensor, torch.Generator], torch.Te
         >>> view(x, torch.Generator().manual_seed(0)).shape
         torch.Size([4, 64])
     """
+    if data.name == "mnist1d":
+        return sequence_view_fn(data)
     scaler = data.scaler
     shape = data.image_shape
     if shape is not None:
