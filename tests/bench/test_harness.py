@@ -345,3 +345,8 @@ def test_data_given_a_folder_says_so(
     code, out, err = run_main(argv, capsys)
     assert code == 2 and out == ""
     assert err.strip() == f"posneg: error: --data: {tmp_path} is a folder; give an .npz file"
+
+
+def test_mean_std_with_nan_values_is_nan_not_an_error() -> None:
+    assert all(math.isnan(v) for v in rep.mean_std([math.nan, math.nan, 1.0]))
+    assert rep.mean_std([1.0, 3.0]) == (2.0, math.sqrt(2.0))

@@ -64,9 +64,12 @@ class DemoSummary:
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value; NaN for none)."""
+    """Mean and sample standard deviation (0 for a single value; NaN for none).
+
+    Any NaN value (a diverged run, a metric that does not apply) makes both NaN, never an error.
+    """
     vals = [float(v) for v in values]
-    if not vals:
+    if not vals or any(math.isnan(v) for v in vals):
         return math.nan, math.nan
     sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
     return statistics.fmean(vals), sd
