@@ -96,7 +96,7 @@ def files(tmp_path: Path) -> tuple[Path, Path]:
     return _dataset(tmp_path)
 
 
-class _Built(list):  # type: ignore[type-arg]
+class _Built(list[Any]):
     """The fake encoders the command built, and ``state["fail_after"]`` for the next one."""
 
     state: dict[str, Any]
@@ -610,7 +610,7 @@ def test_real_model_pairs_to_triplets_train_one_step(
             MultipleNegativesRankingLoss,
         )
     except ImportError:  # pragma: no cover
-        from sentence_transformers.losses import MultipleNegativesRankingLoss
+        from sentence_transformers.losses import MultipleNegativesRankingLoss  # type: ignore[no-redef]
 
     model = load_encoder().model
     assert model is not None
@@ -618,3 +618,28 @@ def test_real_model_pairs_to_triplets_train_one_step(
     features = [model.tokenize(ds[c]) for c in ds.column_names]
     loss = loss_fn(features, None)
     assert torch.isfinite(loss) and loss.item() > 0
+
+
+@pytest.mark.usefixtures("fake_factory")
+def test_sentence_transformers_flag_names_give_the_same_file(
+    tmp_path: Path, files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--format n-tuple|triplet``, ``--absolute-margin`` and ``--sampling random`` are
+    sentence-transformers' names of ``nway``/``triplets``, ``--margin`` and ``uniform``."""
+    pairs = [
+        (["--format", "n-tuple", "--absolute-margin", "0.05", "--sampling", "random"],
+         ["--format", "nway", "--margin", "0.05", "--sampling", "uniform"]),
+        (["--format", "triplet", "--margin", "0.1", "--absolute-margin", "0.1"],
+         ["--format", "triplets", "--margin", "0.1"]),
+    ]  # fmt: skip
+    for i, (st_names, ours) in enumerate(pairs):
+        a, b = tmp_path / f"st{i}.jsonl", tmp_path / f"posneg{i}.jsonl"
+        assert run_main(_argv(files, a, *st_names), capsys)[0] == 0
+        assert run_main(_argv(files, b, *ours), capsys)[0] == 0
+        assert a.read_bytes() == b.read_bytes() and a.stat().st_size > 0
+        summary = json.loads(a.with_name(a.name + ".summary.json").read_text())
+        assert summary["config"]["format"] == ours[1]
+    code, _, err = run_main(
+        _argv(files, tmp_path / "x.jsonl", "--margin", "0.1", "--absolute-margin", "0.2"), capsys
+    )
+    assert_one_line_error(code, err, "--absolute-margin 0.2 and --margin 0.1 differ")

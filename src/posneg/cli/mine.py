@@ -20,8 +20,8 @@ from posneg.bench._terminal import console, progress_callback, rich_table
 from posneg.mining.config import (
     IndexName,
     MineConfig,
-    OutputFormat,
-    SamplingRule,
+    OutputFormatArg,
+    SamplingArg,
     check_window,
     resolve_device,
 )
@@ -75,8 +75,12 @@ def mine_cmd(
         typer.Option(help="Output file: JSON Lines, or Parquet if it ends in .parquet."),
     ] = None,
     output_format: Annotated[
-        OutputFormat,
-        typer.Option("--format", help="triplets, nway (anchor, positive, negative_1..k) or full."),
+        OutputFormatArg,
+        typer.Option(
+            "--format",
+            help="triplets, nway (anchor, positive, negative_1..k) or full; "
+            "sentence-transformers' triplet and n-tuple are the same as triplets and nway.",
+        ),
     ] = "triplets",
     model: Annotated[
         str, typer.Option(help="sentence-transformers model name or path (default: packaged).")
@@ -95,13 +99,20 @@ def mine_cmd(
     margin: Annotated[
         float | None, typer.Option(help="Drop candidates scoring above positive score - margin.")
     ] = None,
+    absolute_margin: Annotated[
+        float | None,
+        typer.Option(help="sentence-transformers' name of --margin (give one, or both equal)."),
+    ] = None,
     relative_margin: Annotated[
         float | None,
         typer.Option(help="Drop candidates scoring above positive score * (1 - relative margin)."),
     ] = None,
     sampling: Annotated[
-        SamplingRule,
-        typer.Option(help="top, uniform or softmax (score-weighted) within the window."),
+        SamplingArg,
+        typer.Option(
+            help="top, uniform or softmax (score-weighted) within the window; "
+            "sentence-transformers' random is uniform."
+        ),
     ] = "top",
     temperature: Annotated[float, typer.Option(help="Softmax sampling temperature.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
@@ -137,6 +148,7 @@ def mine_cmd(
         range_max=range_max,
         max_score=max_score,
         margin=margin,
+        absolute_margin=absolute_margin,
         relative_margin=relative_margin,
         sampling=sampling,
         temperature=temperature,

@@ -6,6 +6,9 @@
 - :func:`mine`: negatives from a rank window with false-negative filters, under a generator.
 - :func:`mine_files` with a :class:`MineConfig`: ``posneg mine`` as a function (files read and
   written by :mod:`posneg.mining.files`).
+- :func:`mine_hard_negatives`: sentence-transformers' ``util.mine_hard_negatives`` on posneg's
+  miner (a ``datasets.Dataset`` in and out, the same names and, for the same settings, the same
+  negatives; :mod:`posneg.mining.st_compat`).
 - :func:`retrieval_metrics`: MRR@10, nDCG@10, Recall@k through an index (no full score matrix).
 - :mod:`posneg.mining.strategies`: STAR, ADORE, NGAME, ANCE-style refresh, random negatives.
 """
@@ -16,11 +19,13 @@ from posneg.mining.index import ExactIndex, FaissIndex, Index
 from posneg.mining.metrics import retrieval_metrics
 from posneg.mining.mine import MinedNegatives, duplicate_groups, mine
 from posneg.mining.pipeline import MineSummary, mine_files
+from posneg.mining.st_compat import HardNegativeOptions, mine_hard_negatives
 
 __all__ = [
     "DEFAULT_MODEL",
     "ExactIndex",
     "FaissIndex",
+    "HardNegativeOptions",
     "Index",
     "MineConfig",
     "MineSummary",
@@ -31,5 +36,6 @@ __all__ = [
     "load_encoder",
     "mine",
     "mine_files",
+    "mine_hard_negatives",
     "retrieval_metrics",
 ]

@@ -33,13 +33,19 @@ __all__ = [
     "DEFAULT_RANGE_MAX",
     "DEVICE_TYPES",
     "FORMATS",
+    "FORMAT_ALIASES",
     "INDEXES",
     "SAMPLINGS",
+    "SAMPLING_ALIASES",
     "SEED_RANGE",
     "IndexName",
     "MineConfig",
     "OutputFormat",
+    "OutputFormatArg",
+    "SamplingArg",
     "SamplingRule",
+    "canonical_format",
+    "canonical_sampling",
     "check_window",
     "resolve_device",
 ]
@@ -48,12 +54,21 @@ __all__ = [
 OutputFormat = Literal["triplets", "nway", "full"]
 #: Sampling rules of ``--sampling``.
 SamplingRule = Literal["top", "uniform", "softmax"]
+#: ``--format`` values with sentence-transformers' names accepted too.
+OutputFormatArg = Literal["triplets", "nway", "full", "triplet", "n-tuple"]
+#: ``--sampling`` values with sentence-transformers' name accepted too.
+SamplingArg = Literal["top", "uniform", "softmax", "random"]
 #: Search indexes of ``--index``.
 IndexName = Literal["exact", "faiss-flat", "faiss-ivf"]
 
 FORMATS: tuple[str, ...] = get_args(OutputFormat)
 SAMPLINGS: tuple[str, ...] = get_args(SamplingRule)
 INDEXES: tuple[str, ...] = get_args(IndexName)
+#: sentence-transformers' ``output_format`` names -> posneg's (``mine_hard_negatives``).
+FORMAT_ALIASES: dict[str, str] = {"triplet": "triplets", "n-tuple": "nway"}
+#: sentence-transformers' ``sampling_strategy`` names -> posneg's: ``random`` draws uniformly
+#: without replacement among the candidates that survive the filters, as ``uniform`` does.
+SAMPLING_ALIASES: dict[str, str] = {"random": "uniform"}
 #: ``--range-max`` when not given, capped to the corpus.
 DEFAULT_RANGE_MAX = 100
 
@@ -109,10 +124,33 @@ def _real(flag: str, value: Any) -> float:
     return value
 
 
-def _choice(flag: str, what: str, value: Any, known: tuple[str, ...]) -> str:
+def _choice(
+    flag: str, what: str, value: Any, known: tuple[str, ...], aliases: dict[str, str] | None = None
+) -> str:
+    if aliases and isinstance(value, str) and value in aliases:
+        return aliases[value]
     if value not in known:
-        raise InputError(f"{flag}: unknown {what} {value!r}; known: {', '.join(known)}")
+        also = f" (or sentence-transformers' {', '.join(aliases)})" if aliases else ""
+        raise InputError(f"{flag}: unknown {what} {value!r}; known: {', '.join(known)}{also}")
     return str(value)
+
+
+def canonical_format(value: str) -> str:
+    """posneg's name of an output format (``triplet`` -> ``triplets``, ``n-tuple`` -> ``nway``).
+
+    Raises:
+        InputError: naming ``--format``, for an unknown format.
+    """
+    return _choice("--format", "format", value, FORMATS, FORMAT_ALIASES)
+
+
+def canonical_sampling(value: str) -> str:
+    """posneg's name of a sampling rule (``random`` -> ``uniform``).
+
+    Raises:
+        InputError: naming ``--sampling``, for an unknown rule.
+    """
+    return _choice("--sampling", "rule", value, SAMPLINGS, SAMPLING_ALIASES)
 
 
 def _path(flag: str, value: Any) -> Path:
@@ -135,15 +173,19 @@ class MineConfig:
         pairs: instead of queries + corpus, a file of (anchor, positive) pairs.
         anchor_column: the anchor column of ``pairs``.
         positive_column: the positive column of ``pairs``.
-        output_format: ``triplets``, ``nway`` or ``full`` (``--format``).
+        output_format: ``triplets``, ``nway`` or ``full`` (``--format``); sentence-transformers'
+            ``triplet`` and ``n-tuple`` are accepted and stored as ``triplets`` and ``nway``.
         num_negatives: negatives per query (>= 1).
         range_min: first rank of the window (0-based, inclusive, >= 0).
         range_max: last rank of the window (inclusive); None: ``min(100, corpus - 1)``.
         max_score: drop candidates scoring above this (finite).
         margin: drop candidates with ``score > positive_score - margin`` (finite, >= 0).
+        absolute_margin: sentence-transformers' name of ``margin`` (``--absolute-margin``);
+            give either, or both with the same value. Both fields hold the resolved value.
         relative_margin: drop candidates with ``score > positive_score * (1 - relative_margin)``
             (finite, >= 0).
-        sampling: ``top``, ``uniform`` or ``softmax`` within the filtered window.
+        sampling: ``top``, ``uniform`` or ``softmax`` within the filtered window;
+            sentence-transformers' ``random`` is accepted and stored as ``uniform``.
         temperature: softmax sampling temperature (finite, > 0).
         seed: seed of the sampling generator (-2**63 .. 2**64 - 1).
         index: ``exact``, ``faiss-flat`` or ``faiss-ivf``.
@@ -163,20 +205,21 @@ class MineConfig:
     pairs: PathArg | None = None
     anchor_column: str = "anchor"
     positive_column: str = "positive"
-    output_format: OutputFormat = "triplets"
+    output_format: OutputFormatArg = "triplets"
     num_negatives: int = 5
     range_min: int = 0
     range_max: int | None = None
     max_score: float | None = None
     margin: float | None = None
     relative_margin: float | None = None
-    sampling: SamplingRule = "top"
+    sampling: SamplingArg = "top"
     temperature: float = 1.0
     seed: int = 0
     index: IndexName = "exact"
     device: str = "cpu"
     cache_dir: PathArg | None = None
     shard_size: int = 2048
+    absolute_margin: float | None = None
 
     def __post_init__(self) -> None:
         values = self._validated()
@@ -194,18 +237,28 @@ class MineConfig:
             if not isinstance(v[name], str):
                 flag = f"--{name.replace('_', '-')}"
                 raise InputError(f"{flag} must be a string; got {type(v[name]).__name__}")
-        v["output_format"] = _choice("--format", "format", self.output_format, FORMATS)
-        v["sampling"] = _choice("--sampling", "rule", self.sampling, SAMPLINGS)
+        v["output_format"] = canonical_format(self.output_format)
+        v["sampling"] = canonical_sampling(self.sampling)
         v["index"] = _choice("--index", "index", self.index, INDEXES)
         v["temperature"] = _real("--temperature", self.temperature)
         if not v["temperature"] > 0:
             raise InputError(f"--temperature must be > 0; got {v['temperature']}")
-        for name in ("margin", "relative_margin"):
+        for name in ("margin", "absolute_margin", "relative_margin"):
             if v[name] is not None:
                 flag = f"--{name.replace('_', '-')}"
                 v[name] = _real(flag, v[name])
                 if not v[name] >= 0:
                     raise InputError(f"{flag} must be >= 0; got {v[name]}")
+        if v["absolute_margin"] is not None:
+            if v["margin"] is not None and v["margin"] != v["absolute_margin"]:
+                raise InputError(
+                    f"--absolute-margin {v['absolute_margin']} and --margin {v['margin']} differ; "
+                    "they are the same option (sentence-transformers' name and posneg's): "
+                    "give one"
+                )
+            v["margin"] = v["absolute_margin"]
+        elif v["margin"] is not None:
+            v["absolute_margin"] = v["margin"]
         if self.max_score is not None:
             v["max_score"] = _real("--max-score", self.max_score)
         v["shard_size"] = _int("--shard-size", self.shard_size, minimum=1)
