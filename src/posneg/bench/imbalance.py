@@ -159,7 +159,7 @@ class BenchConfig:
         classifiers: KEEL only, repeatable: knn, svm, tree, mlp. Default: all four.
         folds: KEEL only: stratified cross-validation folds.
         repeats: KEEL only: CV repeats, seeds first-seed, +1, ... (--seeds: the other sets).
-        full: KEEL only: --dataset keel means all 100 sets (hours on 2 cores).
+        full: KEEL only: --dataset keel means all 100 sets (about 1 h CPU per repeat, estimated).
     """
 
     techniques: tuple[str, ...] = DEFAULT_TECHNIQUES
