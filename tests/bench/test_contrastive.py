@@ -252,6 +252,7 @@ def test_mnist1d_run_has_reference_and_raw_rows(tmp_path: Path) -> None:
     assert all(r["steps"] == 4 for r in result["runs"])  # 1 epoch of 4 full batches
     md = Path(result["report"]).read_text()
     assert REFERENCE in md and "raw input" in md and "1 epochs per run" in md
+    assert "the fixed MNIST-1D split" in md
     again = run(replace(cfg, out=str(tmp_path / "b")))  # same seed, same metrics
     for r1, r2 in zip(result["runs"], again["runs"], strict=True):
         assert (r1["linear_probe"], r1["knn"]) == (r2["linear_probe"], r2["knn"])

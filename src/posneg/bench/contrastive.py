@@ -207,17 +207,15 @@ def _epochs(cfg: BenchConfig) -> int:
 
 
 def _load(cfg: BenchConfig) -> Dataset:
-    if cfg.data is None and cfg.dataset == "mnist1d":
-        try:
-            return load_mnist1d()
-        except ImportError as exc:
-            raise h.UsageError(f"--dataset mnist1d: {exc}") from None
-    if cfg.data is None:
-        return load_digits(test_fraction=cfg.test_fraction, seed=cfg.split_seed)
+    flag = "--data" if cfg.data is not None else "--dataset mnist1d"
     try:
-        return load_npz(cfg.data, test_fraction=cfg.test_fraction, seed=cfg.split_seed)
-    except (ValueError, OSError) as exc:
-        raise h.UsageError(f"--data: {exc}") from None
+        if cfg.data is not None:
+            return load_npz(cfg.data, test_fraction=cfg.test_fraction, seed=cfg.split_seed)
+        if cfg.dataset == "mnist1d":
+            return load_mnist1d()
+    except (ImportError, ValueError, OSError) as exc:
+        raise h.UsageError(f"{flag}: {exc}") from None
+    return load_digits(test_fraction=cfg.test_fraction, seed=cfg.split_seed)
 
 
 def _train_one(
@@ -336,9 +334,11 @@ def _plot(out: Path, agg: Sequence[Mapping[str, Any]], raw: Mapping[str, float])
 
 
 def _notes(cfg: BenchConfig, data: Dataset, runs: list[Any], gaps: Mapping[str, Any]) -> list[str]:
+    split = f"stratified, split seed {cfg.split_seed}"
+    split = "the fixed MNIST-1D split" if data.name == "mnist1d" else split
     notes = [
         f"Held-out accuracy on {data.name} ({len(data.x_train)} train / {len(data.x_test)} test, "
-        f"stratified, split seed {cfg.split_seed}), mean ± sample std over seeds "
+        f"{split}), mean ± sample std over seeds "
         f"{h.seed_list(cfg)}; {_epochs(cfg)} epochs per run. *supervised* objectives use the train "
         "labels; the others see none. `raw input` probes the standardised input features.",
     ]
