@@ -309,6 +309,18 @@ def test_keel_same_seed_same_metrics_and_folds_follow_the_seed(tmp_path: Path) -
     assert [[r[k] for k in keys] for r in a] == [[r[k] for k in keys] for r in b]
 
 
+def test_keel_resampler_failing_on_a_tiny_set_is_recorded_not_fatal(tmp_path: Path) -> None:
+    """zoo-3 has 5 positives: a training fold keeps 4, too few for SMOTE's 5 neighbours."""
+    if "smote" not in imbalance.PARSER.available():
+        pytest.skip("no smote module in this checkout")
+    kw = {"techniques": ("none", "smote"), "classifiers": ("tree",), "folds": 5}
+    result = run(_keel_cfg(tmp_path, datasets=("keel:zoo-3",), **kw))
+    smote = [r for r in result["runs"] if r["technique"] == "smote"]
+    assert len(smote) == 5 and all(math.isnan(r["auc"]) for r in smote)
+    assert result["rank_tests"]["tree"]["auc"]["n_sets"] == 0
+    assert "runs failed (metrics n/a)" in (tmp_path / "results.md").read_text()
+
+
 def test_keel_score_matches_a_naive_loop() -> None:
     y = np.array([0, 0, 0, 1, 1, 0, 1, 0])
     s = np.array([0.1, 0.4, 0.35, 0.8, 0.3, 0.9, 0.7, 0.2])

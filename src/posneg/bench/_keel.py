@@ -258,6 +258,10 @@ def _nanmean(values: Sequence[float]) -> float:
     return float(np.mean(finite)) if len(finite) == len(values) and finite else math.nan
 
 
+def _nanstd(values: Sequence[float]) -> float:
+    return rep.mean_std(values)[1] if all(math.isfinite(v) for v in values) else math.nan
+
+
 def _publish(
     cfg: Any,
     runs: list[dict[str, Any]],
@@ -278,7 +282,7 @@ def _publish(
             "technique": t,
             "n": len(rs),
             **{f"{m}_mean": _nanmean([r[m] for r in rs]) for m in metrics},
-            **{f"{m}_std": rep.mean_std([r[m] for r in rs])[1] for m in metrics},
+            **{f"{m}_std": _nanstd([r[m] for r in rs]) for m in metrics},
         }
         for (d, c, t), rs in groups.items()
     ]
