@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -145,7 +146,13 @@ def _naive_view(
 def test_augment_sequences_formula() -> None:
     """Replays the generator's draws through a naive float64 loop per sample."""
     x = torch.randn(6, 40, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    kw = {"scale": 0.4, "max_shift": 5, "shear": 2.0, "corr_noise": 0.7, "iid_noise": 0.1}
+    kw: dict[str, Any] = {
+        "scale": 0.4,
+        "max_shift": 5,
+        "shear": 2.0,
+        "corr_noise": 0.7,
+        "iid_noise": 0.1,
+    }
     got = augment_sequences(x, **kw, generator=torch.Generator().manual_seed(3))
     g = torch.Generator().manual_seed(3)
     u = torch.rand(6, 1, dtype=torch.float64, generator=g)
@@ -181,13 +188,25 @@ def test_views_are_per_sample_and_follow_the_generator() -> None:
 
 def test_zero_strength_view_is_identity() -> None:
     x = torch.randn(4, 40)
-    kw = {"scale": 0.0, "max_shift": 0, "shear": 0.0, "corr_noise": 0.0, "iid_noise": 0.0}
+    kw: dict[str, Any] = {
+        "scale": 0.0,
+        "max_shift": 0,
+        "shear": 0.0,
+        "corr_noise": 0.0,
+        "iid_noise": 0.0,
+    }
     assert torch.equal(augment_sequences(x, **kw, generator=torch.Generator()), x)
 
 
 def test_shift_is_a_circular_roll() -> None:
     x = torch.arange(40.0)[None].repeat(5, 1)
-    kw = {"scale": 0.0, "max_shift": 3, "shear": 0.0, "corr_noise": 0.0, "iid_noise": 0.0}
+    kw: dict[str, Any] = {
+        "scale": 0.0,
+        "max_shift": 3,
+        "shear": 0.0,
+        "corr_noise": 0.0,
+        "iid_noise": 0.0,
+    }
     out = augment_sequences(x, **kw, generator=torch.Generator().manual_seed(0))
     for row in out:
         k = int(-row[0].item()) % 40
