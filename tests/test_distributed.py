@@ -38,6 +38,7 @@ PER_RANK = 4
 IN_DIM = 5
 DIM = 6
 DEADLINE_S = 120.0
+TEARDOWN_GRACE_S = 15.0
 f64 = torch.float64
 
 Objective = Callable[[Any, torch.Tensor, torch.Tensor, torch.Tensor, Any], torch.Tensor]
@@ -176,7 +177,9 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
             except (TypeError, ValueError) as err:
                 results[case] = f"{type(err).__name__}: {err}"
         results["after_errors"] = pd.gather_with_grad(torch.tensor([[rank]]))
-        torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+        partial = os.path.join(out_dir, f"rank{rank}.part")
+        torch.save(results, partial)
+        os.replace(partial, os.path.join(out_dir, f"rank{rank}.pt"))  # whole file or none
     finally:
         dist.destroy_process_group()
 
@@ -200,13 +203,26 @@ def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
         start_method="spawn",
     )
     deadline = time.monotonic() + DEADLINE_S
+    files = [Path(out) / f"rank{r}.pt" for r in range(WORLD)]
+    written_at: float | None = None
     while not ctx.join(timeout=1.0):  # raises with the child's traceback if a rank failed
+        # Every rank wrote its results: the test no longer depends on teardown. torch's gloo
+        # teardown (destroy_process_group) was seen to hang now and then on torch 2.4 and 2.6
+        # after every collective had returned on both ranks (docs/versions.md); give it a grace
+        # period, then stop the stragglers rather than fail.
+        if written_at is None and all(f.exists() for f in files):
+            written_at = time.monotonic()
+        if written_at is not None and time.monotonic() > written_at + TEARDOWN_GRACE_S:
+            for p in ctx.processes:
+                if p.is_alive():
+                    p.kill()
+            break
         if time.monotonic() > deadline:
             for p in ctx.processes:
                 if p.is_alive():
                     p.kill()
             pytest.fail(f"two-rank gloo run did not finish within {DEADLINE_S:.0f} s")
-    return [torch.load(Path(out) / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    return [torch.load(f, weights_only=True) for f in files]
 
 
 def close(a: torch.Tensor, b: torch.Tensor) -> None:
