@@ -202,7 +202,8 @@ def run(
         if name not in cache:
             data = cache[name] = load_keel(name)
             if int(data.y.sum()) < cfg.folds:
-                raise h.UsageError(f"--folds: {name} has {int(data.y.sum())} positives")
+                n_pos = int(data.y.sum())
+                raise h.UsageError(f"--folds: {name} has {n_pos} positives, fewer than the folds")
         data = cache[name]
         folds = keel_folds(data.y, n_folds=cfg.folds, generator=torch.Generator().manual_seed(seed))
         tr, te = folds[fold]
