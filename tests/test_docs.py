@@ -56,6 +56,10 @@ def _registered(key: str) -> registry.Technique | None:
 
 def sync_catalogue(text: str) -> str:
     """``text`` with the paper and module cells of every registered row taken from the registry."""
+    marker = "\n## Claims checked by the benches"
+    claims: str | None = None
+    if marker in text:
+        text, claims = text.split(marker, 1)
     lines = []
     for line in text.splitlines():
         cells = line.strip().strip("|").split(" | ") if line.startswith("| ") else []
@@ -66,7 +70,8 @@ def sync_catalogue(text: str) -> str:
             cells[3] = f"`{tech.module}`"
             line = "| " + " | ".join(c.strip() for c in cells) + " |"
         lines.append(line)
-    return "\n".join(lines) + "\n"
+    synced = "\n".join(lines) + "\n"
+    return synced if claims is None else synced.rstrip("\n") + "\n" + marker + claims
 
 
 def test_catalogue_equals_registry() -> None:
