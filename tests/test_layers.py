@@ -158,6 +158,17 @@ def _declared() -> set[str]:
     return names
 
 
+def _distributions_shipping(top: str) -> list[str]:
+    """Distributions whose files include the package ``top`` (Python 3.10's
+    ``packages_distributions`` reads only ``top_level.txt``, which some wheels lack)."""
+    found = []
+    for dist in importlib.metadata.distributions():
+        files = dist.files or []
+        if any(f.parts and f.parts[0] in (top, f"{top}.py") for f in files):
+            found.append(dist.metadata["Name"])
+    return found
+
+
 def test_every_imported_package_is_declared() -> None:
     stdlib = set(sys.stdlib_module_names)
     owners = importlib.metadata.packages_distributions()
@@ -168,7 +179,7 @@ def test_every_imported_package_is_declared() -> None:
             top = module.split(".")[0]
             if not top or top in stdlib or top == "posneg" or top == "__future__":
                 continue
-            dists = owners.get(top)
+            dists = owners.get(top) or _distributions_shipping(top)
             if not dists:
                 pytest.fail(f"{path.relative_to(ROOT)}:{line}: {top} is not installed here")
             names = {re.sub(r"[-_.]+", "-", d).lower() for d in dists}
