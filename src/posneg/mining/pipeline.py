@@ -42,7 +42,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -65,7 +65,7 @@ from posneg.mining.files import (
     write_rows_to,
 )
 from posneg.mining.index import ExactIndex, FaissIndex, Index
-from posneg.mining.mine import MinedNegatives, duplicate_groups, mine
+from posneg.mining.mine import MinedNegatives, Sampling, duplicate_groups, mine
 
 __all__ = [
     "MineSummary",
@@ -247,7 +247,8 @@ def _mine(
         relative_margin=config.relative_margin,
         own_document=data.own_documents(),
         duplicate_of=duplicate_groups(list(data.corpus_texts)),
-        sampling=config.sampling,
+        # MineConfig stores the canonical name (sentence-transformers' 'random' is 'uniform')
+        sampling=cast(Sampling, config.sampling),
         temperature=config.temperature,
         index=make_index(config.index, resolve_device(config.device)),
         generator=torch.Generator().manual_seed(config.seed),
