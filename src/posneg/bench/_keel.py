@@ -263,6 +263,12 @@ def _nanstd(values: Sequence[float]) -> float:
     return rep.mean_std(values)[1] if all(math.isfinite(v) for v in values) else math.nan
 
 
+def _mean_over_sets(values: list[float]) -> float:
+    """Mean of the non-NaN values (as ``np.nanmean``); NaN without a warning when all are NaN."""
+    finite = [v for v in values if not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
 def _publish(
     cfg: Any,
     runs: list[dict[str, Any]],
@@ -299,8 +305,10 @@ def _publish(
             tests[clf][m] = _ranks.rank_test(table, techs)
         for i, t in enumerate(techs):
             ranks = [f"{tests[clf][m].mean_ranks[i]:.2f}" for m in metrics]
-            means = [f"{np.nanmean([mean[(d, clf, t)][f'{m}_mean'] for d in names]):.3f}"
-                     for m in metrics]  # fmt: skip
+            means = [
+                f"{_mean_over_sets([mean[(d, clf, t)][f'{m}_mean'] for d in names]):.3f}"
+                for m in metrics
+            ]
             rows.append((clf, t, *ranks, *means))
         for t in techs:
             if t.split(":")[0] in ("smote", "borderline_smote", "adasyn") and "none" in techs:

@@ -178,9 +178,18 @@ def supervised_reference(
     gen = torch.Generator(device=device).manual_seed(seed)
     start, cpu_start = time.perf_counter(), time.process_time()
     losses = train_supervised(
-        backbone, x, y, view, shape=(model.feat_dim, data.n_classes), epochs=epochs,
-        batch_size=batch_size, lr=opt[0], weight_decay=opt[1], generator=gen, tick=tick,
-    )  # fmt: skip
+        backbone,
+        x,
+        y,
+        view,
+        shape=(model.feat_dim, data.n_classes),
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=opt[0],
+        weight_decay=opt[1],
+        generator=gen,
+        tick=tick,
+    )
     train_s, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
     return {
         "objective": REFERENCE,
