@@ -10,7 +10,6 @@ loss over the unmasked pairs.
 
 from __future__ import annotations
 
-import warnings
 from functools import partial
 
 import torch
@@ -18,10 +17,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from posneg import _checks
-from posneg._tiling import compute_dtype, map_rows, reduce_loss
+from posneg._tiling import compute_dtype, map_rows
 from posneg._types import Reduction
 from posneg.mining.strategies._inputs import check_mask
 from posneg.mining.strategies.pairwise import CITATION
+from posneg.mining.strategies.star import reduce_pairs
 
 __all__ = ["CITATION", "RandNegLoss", "rand_neg_loss"]
 
@@ -167,18 +167,14 @@ def rand_neg_loss(
         rand_relevant if rand_relevant is not None else empty,
         chunk_size=chunk_size,
     )
-    if int(count) == 0:
-        warnings.warn(
-            f"{fn}: every pair is masked (no random document is a negative of any query); "
-            "the loss is 0",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    if reduction == "mean":
-        if isinstance(count, int):
-            return per_query.sum() / max(count, 1)
-        return per_query.sum() / count.clamp_min(1).to(per_query.dtype)
-    return reduce_loss(per_query, reduction)
+    return reduce_pairs(
+        fn,
+        per_query,
+        count,
+        reduction,
+        "no random document is a negative of any query",
+        stacklevel=3,
+    )
 
 
 class RandNegLoss(nn.Module):

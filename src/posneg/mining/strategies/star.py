@@ -202,11 +202,30 @@ def star_loss(
         if hard_relevant is not None:
             masked = masked + hard_relevant.sum()
         count = n_pairs - masked
+    return reduce_pairs(
+        fn, per_query, count, reduction, "no negative is left for any query", stacklevel=3
+    )
+
+
+def reduce_pairs(
+    fn: str,
+    per_query: torch.Tensor,
+    count: torch.Tensor | int,
+    reduction: Reduction,
+    why_empty: str,
+    *,
+    stacklevel: int = 2,
+) -> torch.Tensor:
+    """Reduce per-query sums of pair losses: ``mean`` divides by the ``count`` unmasked pairs
+    (the joint mean of DRhard's pairwise losses), other reductions go to :func:`reduce_loss`.
+
+    Warns (``RuntimeWarning``, naming ``fn`` and ``why_empty``) when every pair is masked; the
+    loss is then 0 with the graph kept."""
     if int(count) == 0:
         warnings.warn(
-            f"{fn}: every pair is masked (no negative is left for any query); the loss is 0",
+            f"{fn}: every pair is masked ({why_empty}); the loss is 0",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=stacklevel,
         )
     if reduction == "mean":
         if isinstance(count, int):
