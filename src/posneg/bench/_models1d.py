@@ -11,12 +11,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import numpy as np
 import torch
 from torch import nn
+
+from posneg.data.images import ImageData
 
 __all__ = [
     "DATASETS",
@@ -55,49 +54,10 @@ def not_for_sequences(key: str) -> str | None:
     return _WHY_NOT.get(key, f"{key} takes images only")
 
 
-@dataclass(frozen=True)
-class SequenceData:
-    """A train/test split of labelled sequences, float32 (the fields of ``ImageData``).
-
-    Attributes:
-        name: the data set's name.
-        x_train, x_test: (N, C, L) float32.
-        y_train, y_test: (N,) int64 labels in 0..K-1.
-        classes: the original label values.
-        mean, std: one scalar pair over the train values (a model's input scaling).
-        note: where the values come from.
-    """
-
-    name: str
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    classes: np.ndarray
-    mean: float
-    std: float
-    note: str = ""
-
-    @property
-    def n_classes(self) -> int:
-        """K, the number of classes."""
-        return len(self.classes)
-
-    @property
-    def image_shape(self) -> tuple[int, ...]:
-        """(C, L)."""
-        return tuple(int(s) for s in self.x_train.shape[1:])
-
-    def summary(self) -> dict[str, Any]:
-        """Name, note, sequence shape and sizes, JSON-ready (for a report's configuration)."""
-        return {
-            "data_name": self.name,
-            "data_note": self.note,
-            "image_shape": list(self.image_shape),
-            "n_train": len(self.x_train),
-            "n_test": len(self.x_test),
-            "n_classes": self.n_classes,
-        }
+class SequenceData(ImageData):
+    """A train/test split of labelled sequences: :class:`~posneg.data.images.ImageData`'s fields
+    with ``x_train``, ``x_test`` of shape (N, C, L) float32 and ``image_shape`` = (C, L). A type of
+    its own so that the bench picks the 1-D model and report for it."""
 
 
 def sequence_data(

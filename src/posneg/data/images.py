@@ -67,10 +67,9 @@ class ImageData:
         return len(self.classes)
 
     @property
-    def image_shape(self) -> tuple[int, int, int]:
-        """(C, H, W)."""
-        c, h, w = self.x_train.shape[1:]
-        return int(c), int(h), int(w)
+    def image_shape(self) -> tuple[int, ...]:
+        """(C, H, W) for images; (C, L) for sequences (:class:`SequenceData` in the bench)."""
+        return tuple(int(s) for s in self.x_train.shape[1:])
 
     def summary(self) -> dict[str, Any]:
         """Name, note, image shape and sizes, JSON-ready (for a report's configuration)."""
