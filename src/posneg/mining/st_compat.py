@@ -4,7 +4,7 @@
 ``datasets.Dataset`` of (anchor, positive) pairs, a model, the same keyword names) and returns a
 ``datasets.Dataset`` with the same columns, rows in the same order, and the same negatives for the
 same settings (up to ties between equal scores): the parity is tested in
-``tests/mining/test_st_parity.py`` against the installed sentence-transformers. The mining itself
+``tests/mining/test_st_compat.py`` against the installed sentence-transformers. The mining itself
 is :func:`posneg.mining.mine.mine`. ``datasets`` is imported only when the function is called.
 
 How the names map:
@@ -28,7 +28,7 @@ How the names map:
   does (``range_min + num_negatives + P``, or ``range_min + 10 * num_negatives + P`` when a
   margin or ``max_score`` is set).
 
-Deliberate differences (each shown by a test in ``tests/mining/test_st_parity.py``):
+Deliberate differences (each shown by a test in ``tests/mining/test_st_compat.py``):
 
 - ``range_min > 0`` counts ranks, not survivors (above).
 - Several positives per anchor: the margins are measured from the anchor's *best* positive score;
