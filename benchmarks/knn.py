@@ -42,6 +42,9 @@ from typing import Any
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from oversampling import cpu_name
+
 
 def machine() -> list[str]:
     """Machine, versions and command lines."""
@@ -55,14 +58,7 @@ def machine() -> list[str]:
         fv = faiss.__version__
     except ImportError:
         fv = "not installed"
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     return [
         f"- machine: {platform.platform()}, CPU {cpu}, {os.cpu_count()} logical cores, "
         f"torch threads {torch.get_num_threads()}",

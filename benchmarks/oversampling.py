@@ -236,6 +236,17 @@ def _recall(r: dict[str, Any]) -> str:
     return "1 (exact)" if r["method"] in ("exact", "imblearn", "faiss") else ""
 
 
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (``platform.processor()`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def machine() -> list[str]:
     import sklearn
     import torch
@@ -248,14 +259,7 @@ def machine() -> list[str]:
         imb = imblearn.__version__
     except ImportError:
         imb = "not installed"
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     return [
         f"- machine: {platform.platform()}, CPU {cpu}, {os.cpu_count()} logical cores, "
         f"torch threads {torch.get_num_threads()}",
