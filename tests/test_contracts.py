@@ -1,6 +1,7 @@
 """One shared suite of contracts over every registered unit (``posneg.registry``).
 
-Each technique in the registry whose module is present must have an entry in ``CONTRACTS``: a
+Each technique in the registry whose module is present must have an entry in ``CONTRACTS`` (here,
+or in a ``tests/contracts/contracts_<family>.py`` file of its own, built from ``contract_kit``): a
 factory that builds the unit with non-default hyperparameters, a factory that builds small inputs
 from a local generator, and the call that runs it. A unit present in the registry without an entry
 fails :func:`test_every_available_unit_has_a_contract`, so no unit ships without these checks.
@@ -36,10 +37,11 @@ compares the unit with itself (another call, another device, a pickled copy) or 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import inspect
 import pickle
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,109 +50,34 @@ import torch
 from torch import nn
 from torch.utils.data import Sampler
 
+from contract_kit import (
+    B,
+    Contract,
+    D,
+    Inputs,
+)
+from contract_kit import (
+    call_module as _call_module,
+)
+from contract_kit import (
+    cls as _cls,
+)
+from contract_kit import (
+    loss as _loss,
+)
+from contract_kit import (
+    pair as _pair,
+)
+from contract_kit import (
+    randn as _randn,
+)
+from contract_kit import (
+    views as _views,
+)
 from posneg import registry
 
 CHECKS = ("determinism", "rng", "grad", "grad_flow", "dtype", "half", "cuda", "pickle", "repr")
 HALF_DTYPES = (torch.float16, torch.bfloat16)
-
-Inputs = tuple[Any, ...]
-
-
-@dataclass(frozen=True)
-class Contract:
-    """How the shared suite builds and runs one unit.
-
-    Attributes:
-        make: ``make(dtype, device) -> unit``: the unit with non-default hyperparameters; units
-            with parameters are initialised from a fixed seed (without touching the global RNG),
-            so two calls build identical units. ``dtype`` is the dtype of the inputs the unit
-            will see (stateful storage such as a queue is created in it).
-        inputs: ``inputs(dtype, device, g) -> tuple``: small inputs drawn from the local
-            generator ``g``; floating tensors in ``dtype`` on ``device``.
-        call: ``call(unit, inputs, generator) -> output``: runs the unit. ``generator`` is None
-            for units that do not draw.
-        repr_has: substrings ``repr(unit)`` must contain (the hyperparameters ``make`` set).
-        draws: whether the unit draws random numbers (then ``call`` passes ``generator``).
-        grad_args: positions in ``inputs`` that ``gradcheck`` differentiates.
-        half_dtype: the dtype of floating outputs for float16/bfloat16 inputs; None: the
-            input's dtype.
-        not_applicable: check name -> why it does not apply to this unit.
-        grad_make: the unit ``gradcheck`` uses when it must differ from ``make`` (say why
-            where the entry is defined); ``None``: ``make``.
-        grad_call: the call ``gradcheck`` repeats when it must differ from ``call`` (for
-            example, fit once and differentiate only the fitted map); ``None``: ``call``.
-    """
-
-    make: Callable[[torch.dtype, torch.device], Any]
-    inputs: Callable[[torch.dtype, torch.device, torch.Generator], Inputs]
-    call: Callable[[Any, Inputs, torch.Generator | None], Any]
-    repr_has: tuple[str, ...]
-    draws: bool = False
-    grad_args: tuple[int, ...] = ()
-    half_dtype: torch.dtype | None = torch.float32
-    not_applicable: Mapping[str, str] = field(default_factory=dict)
-    grad_make: Callable[[torch.dtype, torch.device], Any] | None = None
-    grad_call: Callable[[Any, Inputs, torch.Generator | None], Any] | None = None
-
-
-# ---------------------------------------------------------------------------------------------
-# helpers for factories
-# ---------------------------------------------------------------------------------------------
-
-B, D = 4, 3
-
-
-def _randn(
-    g: torch.Generator, *shape: int, dtype: torch.dtype, device: torch.device
-) -> torch.Tensor:
-    """Standard normal draws from the local generator (on CPU), cast and moved."""
-    return torch.randn(*shape, generator=g, dtype=torch.float64).to(dtype=dtype, device=device)
-
-
-def _seeded(build: Callable[[], Any]) -> Any:
-    """Run ``build`` with the global RNG seeded to 0 and restored afterwards (parameter init)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return build()
-
-
-def _pair(dtype: torch.dtype, device: torch.device, g: torch.Generator) -> Inputs:
-    return (
-        _randn(g, B, D, dtype=dtype, device=device),
-        _randn(g, B, D, dtype=dtype, device=device),
-    )
-
-
-def _call_module(unit: Any, inputs: Inputs, generator: torch.Generator | None) -> Any:
-    return unit(*inputs)
-
-
-# ---------------------------------------------------------------------------------------------
-# the contract table: one entry per registered technique (keyed by its class name)
-# ---------------------------------------------------------------------------------------------
-
-
-def _cls(name: str) -> Any:
-    """The registered class ``name`` (imported only when a check runs)."""
-    return next(t for t in registry.TECHNIQUES if t.name == name).load()
-
-
-def _loss(name: str, *args: Any, **hyper: Any) -> Callable[[torch.dtype, torch.device], nn.Module]:
-    """``make`` for a stateless module built with ``args`` and ``hyper`` (its dtype follows the
-    inputs): losses, mixing and augmentation modules."""
-
-    def make(dtype: torch.dtype, device: torch.device) -> nn.Module:
-        module: nn.Module = _seeded(lambda: _cls(name)(*args, **hyper))
-        return module.to(device)
-
-    return make
-
-
-def _views(n_views: int) -> Callable[[torch.dtype, torch.device, torch.Generator], Inputs]:
-    def inputs(dtype: torch.dtype, device: torch.device, g: torch.Generator) -> Inputs:
-        return (_randn(g, n_views, B, D, dtype=dtype, device=device),)
-
-    return inputs
 
 
 def _info_nce_inputs(dtype: torch.dtype, device: torch.device, g: torch.Generator) -> Inputs:
@@ -722,6 +649,28 @@ CONTRACTS: dict[str, Contract] = {
     ),
 }
 
+
+def _family_contracts() -> dict[str, Contract]:
+    """The ``CONTRACTS`` of every ``tests/contracts/contracts_*.py`` (one file per newer family)."""
+    out: dict[str, Contract] = {}
+    for path in sorted((Path(__file__).parent / "contracts").glob("contracts_*.py")):
+        spec = importlib.util.spec_from_file_location(f"_posneg_{path.stem}", path)
+        if spec is None or spec.loader is None:  # pragma: no cover - a file glob always loads
+            raise RuntimeError(f"cannot load {path}")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        clash = sorted(set(out) & set(module.CONTRACTS))
+        if clash:
+            raise RuntimeError(f"{path.name}: contracts {clash} are defined twice")
+        out.update(module.CONTRACTS)
+    return out
+
+
+_clash = sorted(set(CONTRACTS) & set(_FAMILY := _family_contracts()))
+if _clash:
+    raise RuntimeError(f"contracts {_clash} are defined twice")
+CONTRACTS.update(_FAMILY)
+
 #: Registered techniques whose module is present in this installation.
 AVAILABLE = {t.name: t for t in registry.available()}
 
@@ -812,8 +761,8 @@ def _require(name: str) -> Contract:
 def test_every_available_unit_has_a_contract() -> None:
     missing = sorted(set(AVAILABLE) - set(CONTRACTS))
     assert not missing, (
-        f"registered techniques without an entry in tests/test_contracts.py CONTRACTS: {missing}; "
-        "add a factory (make, inputs, call) for each"
+        f"registered techniques without a contract: {missing}; add an entry (make, inputs, call) "
+        "to CONTRACTS in tests/test_contracts.py or in tests/contracts/contracts_<family>.py"
     )
 
 
