@@ -289,11 +289,13 @@ def test_errors() -> None:
     with pytest.raises(TypeError, match=r"CutMix: prob must be a real number"):
         CutMix(prob="0.5")  # type: ignore[arg-type]
     with pytest.raises(
-        ValueError, match=r"CutMix: x must be a 4-D tensor \(B, C, H, W\); got shape \(3, 8, 8\)"
+        ValueError,
+        match=r"CutMix: x must be a 3-D or 4-D tensor \(B, C, H, W\) or \(B, C, L\); "
+        r"got shape \(8, 8\)",
     ):
-        CutMix()(x[0], None)
-    with pytest.raises(ValueError, match=r"apply_cutmix: x must be a 4-D tensor"):
-        apply_cutmix(torch.rand(4, 3, 8), None, sample_cutmix_params(4, (8, 8)))
+        CutMix()(x[0, 0], None)
+    with pytest.raises(ValueError, match=r"apply_cutmix: x must be a 3-D or 4-D tensor"):
+        apply_cutmix(torch.rand(4, 3, 8, 8, 8), None, sample_cutmix_params(4, (8, 8)))
     with pytest.raises(
         ValueError, match=r"targets given as class ids must have shape \(B,\) with B=4"
     ):
@@ -312,7 +314,238 @@ def test_errors() -> None:
         apply_cutmix(
             x, None, CutMixParams(torch.arange(4), torch.zeros(4, 3, dtype=torch.long), (8, 8))
         )
-    with pytest.raises(ValueError, match=r"size must have 2 entries; got \(8,\)"):
-        sample_cutmix_params(4, (8,))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"size must have 1 or 2 entries; got \(8, 8, 8\)"):
+        sample_cutmix_params(4, (8, 8, 8))
     with pytest.raises(TypeError, match=r"params must be CutMixParams"):
         apply_cutmix(x, None, object())  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------
+# sequences (B, C, L): the 1-D form
+# ---------------------------------------------------------------------------------------------
+
+
+def _sequences(b: int, c: int, n: int, dtype: torch.dtype, seed: int = 0) -> torch.Tensor:
+    return _images(b, c, 1, n, dtype, seed)[:, :, 0].contiguous()
+
+
+def naive_segments(b: int, n: int, alpha: float, per_sample: bool, seed: int) -> list:
+    """The 1-D rule, one sample at a time, from the sampler's draws (order: lambda, centre):
+    a cut of ``int(L (1 - lam))`` (the official ``np.int(W * cut_rat)`` with the area share
+    ``1 - lam`` as the ratio, as a segment's length share is its area share) around the centre,
+    clipped to the sequence."""
+    g = torch.Generator().manual_seed(seed)
+    k = b if per_sample else 1
+    lam = _rng.beta(alpha, alpha, (k,), generator=g)
+    cx = _rng.randint(n, (k,), generator=g)
+    out = []
+    for i in range(b):
+        j = i if per_sample else 0
+        cut = int(n * (1.0 - float(lam[j])))
+        x0 = int(cx[j]) - cut // 2
+        out.append((min(max(x0, 0), n), min(max(x0 + cut, 0), n)))
+    return out
+
+
+def naive_cutmix_1d(
+    x: torch.Tensor, y: torch.Tensor, k: int, segments: list, index: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The paper's equation on sequences, one time step at a time (numpy float64)."""
+    b, _, n = x.shape
+    src = x.to(torch.float64).numpy()
+    out = src.copy()
+    ys = np.zeros((b, k))
+    for i in range(b):
+        j = int(index[i])
+        x0, x1 = segments[i]
+        for t in range(x0, x1):
+            out[i, :, t] = src[j, :, t]
+        lam = 1.0 - (x1 - x0) / n
+        ys[i, int(y[i])] += lam
+        ys[i, int(y[j])] += 1 - lam
+    return torch.from_numpy(out), torch.from_numpy(ys)
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+@pytest.mark.parametrize("n", [40, 7, 1])
+def test_sequence_segments_follow_the_1d_rule(per_sample: bool, n: int) -> None:
+    for seed in range(5):
+        p = sample_cutmix_params(
+            6, (n,), alpha=0.8, per_sample=per_sample, generator=torch.Generator().manual_seed(seed)
+        )
+        assert p.size == (n,) and p.boxes.shape == (6, 2)
+        assert p.boxes.tolist() == [list(s) for s in naive_segments(6, n, 0.8, per_sample, seed)]
+    # an int size means (L,)
+    a = sample_cutmix_params(6, n, generator=torch.Generator().manual_seed(3))
+    b = sample_cutmix_params(6, (n,), generator=torch.Generator().manual_seed(3))
+    assert a.size == b.size and torch.equal(a.boxes, b.boxes) and torch.equal(a.index, b.index)
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_sequence_matches_naive_loop_float64(per_sample: bool) -> None:
+    x = _sequences(6, 2, 40, torch.float64)
+    y = torch.tensor([0, 1, 2, 1, 0, 2])
+    p = sample_cutmix_params(
+        6, (40,), per_sample=per_sample, generator=torch.Generator().manual_seed(1)
+    )
+    out = apply_cutmix(x, y, p, num_classes=3)
+    ex, ey = naive_cutmix_1d(x, y, 3, p.boxes.tolist(), p.index)
+    assert torch.equal(out.x, ex)
+    torch.testing.assert_close(out.targets, ey, rtol=1e-7, atol=1e-7)
+
+
+@pytest.mark.parametrize("n", [40, 13, 1])
+def test_sequence_lambda_is_the_realised_length_share_exactly(n: int) -> None:
+    p = sample_cutmix_params(300, (n,), per_sample=True, generator=torch.Generator().manual_seed(0))
+    length = p.boxes[:, 1] - p.boxes[:, 0]
+    assert bool((p.boxes[:, 0] >= 0).all() and (p.boxes[:, 1] <= n).all() and (length >= 0).all())
+    assert torch.equal(p.lam, (1 - length.double() / n).float())
+    assert torch.equal(((1 - p.lam.double()) * n).round().long(), length)
+
+
+def test_sequence_clipping_is_corrected_unclipped_segments_have_the_drawn_length() -> None:
+    """Segments away from the ends keep ``int(L (1 - lam_drawn))`` steps; clipped ones are
+    shorter and their ``lam`` is raised to the share actually kept (never the drawn one)."""
+    n, b, seed = 40, 400, 5
+    g = torch.Generator().manual_seed(seed)
+    drawn = _rng.beta(1.0, 1.0, (b,), generator=g)
+    p = sample_cutmix_params(
+        b, (n,), per_sample=True, generator=torch.Generator().manual_seed(seed)
+    )
+    cut = torch.floor(n * (1 - drawn.double())).long()
+    length = p.boxes[:, 1] - p.boxes[:, 0]
+    assert bool((length <= cut).all())
+    clipped = length < cut
+    assert 0 < int(clipped.sum()) < b
+    assert bool((p.lam[clipped].double() > 1 - cut[clipped].double() / n).all())
+
+
+def test_sequence_pasted_steps_count_equals_length() -> None:
+    b, n = 64, 33
+    p = sample_cutmix_params(b, (n,), per_sample=True, generator=torch.Generator().manual_seed(2))
+    marks = torch.arange(b, dtype=torch.float32).view(b, 1, 1).expand(b, 2, n).contiguous()
+    out = apply_cutmix(marks, None, p).x
+    changed = (out != marks).float().sum((1, 2)) / 2
+    self_paired = p.index == torch.arange(b)
+    want = ((1 - p.lam.double()) * n).round()
+    assert torch.equal(changed[~self_paired].double(), want[~self_paired])
+
+
+def test_sequence_limit_cases() -> None:
+    x = _sequences(4, 3, 10, torch.float32, seed=1)
+    y = torch.tensor([0, 1, 2, 3])
+    idx = torch.tensor([1, 2, 3, 0])
+    # lam = 1: an empty segment keeps x and one-hot targets
+    keep = apply_cutmix(
+        x, y, CutMixParams(idx, torch.zeros(4, 2, dtype=torch.long), (10,)), num_classes=4
+    )
+    assert torch.equal(keep.x, x) and torch.equal(keep.targets, torch.eye(4)[y])
+    # lam = 0: the whole sequence is the partner's, and so is the label
+    full = CutMixParams(idx, torch.tensor([[0, 10]] * 4), (10,))
+    assert torch.equal(full.lam, torch.zeros(4))
+    whole = apply_cutmix(x, y, full, num_classes=4)
+    assert torch.equal(whole.x, x[idx]) and torch.equal(whole.targets, torch.eye(4)[y[idx]])
+    # B = 1: its own partner, unchanged; prob = 0: never mixed
+    one = CutMix(num_classes=4)(x[:1], y[:1], generator=torch.Generator().manual_seed(0))
+    assert torch.equal(one.x, x[:1]) and torch.equal(one.targets, torch.eye(4)[y[:1]])
+    never = CutMix(prob=0.0, num_classes=4)(x, y, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(never.x, x) and torch.equal(never.targets, torch.eye(4)[y])
+    # alpha -> 0: lambda mostly near 0 or 1: the segment empty or long (clipped: >= L / 2)
+    p = sample_cutmix_params(
+        200, (10,), alpha=0.01, per_sample=True, generator=torch.Generator().manual_seed(0)
+    )
+    cut_drawn = p.boxes[:, 1] - p.boxes[:, 0]
+    assert float(((cut_drawn == 0) | (cut_drawn >= 5)).float().mean()) > 0.9
+
+
+def test_sequence_module_replays_the_params() -> None:
+    x = _sequences(7, 2, 40, torch.uint8, seed=4)
+    y = torch.arange(7) % 3
+    seg = torch.randint(0, 3, (7, 40), generator=torch.Generator().manual_seed(1))
+    for per_sample in (False, True):
+        out = CutMix(0.7, per_sample=per_sample, num_classes=3)(
+            x, y, masks=seg, generator=torch.Generator().manual_seed(9)
+        )
+        p = sample_cutmix_params(
+            7, (40,), alpha=0.7, per_sample=per_sample, generator=torch.Generator().manual_seed(9)
+        )
+        want = apply_cutmix(x, y, p, masks=seg, num_classes=3)
+        again = apply_cutmix(x, y, p, masks=seg, num_classes=3)
+        assert all(torch.equal(s, t) for s, t in zip(out, want, strict=True))
+        assert all(torch.equal(s, t) for s, t in zip(want, again, strict=True))
+
+
+def test_sequence_masks_mixed_with_the_same_segment() -> None:
+    b, n = 6, 25
+    x = torch.arange(b, dtype=torch.float32).view(b, 1, 1).expand(b, 3, n).contiguous()
+    seg = torch.arange(b).view(b, 1).expand(b, n).contiguous()
+    soft = torch.nn.functional.one_hot(seg, b).movedim(-1, 1).float()
+    out = CutMix(per_sample=True)(x, None, masks=seg, generator=torch.Generator().manual_seed(4))
+    assert isinstance(out, MixedSegBatch) and out.masks.shape == (b, n)
+    assert torch.equal(out.masks, out.x[:, 0].long())
+    out_soft = CutMix(per_sample=True)(
+        x, None, masks=soft, generator=torch.Generator().manual_seed(4)
+    )
+    assert out_soft.masks.shape == (b, b, n) and torch.equal(out_soft.masks.argmax(1), out.masks)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    b=st.integers(1, 7),
+    c=st.integers(1, 3),
+    n=st.integers(1, 30),
+    dtype=st.sampled_from(DTYPES),
+    per_sample=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_sequence_shapes_dtypes_and_exact_copies(
+    b: int, c: int, n: int, dtype: torch.dtype, per_sample: bool, seed: int
+) -> None:
+    x = _sequences(b, c, n, dtype, seed)
+    y = torch.randint(0, 4, (b,), generator=torch.Generator().manual_seed(seed))
+    out = CutMix(alpha=0.5, per_sample=per_sample, num_classes=4)(
+        x, y, generator=torch.Generator().manual_seed(seed)
+    )
+    p = sample_cutmix_params(
+        b, n, alpha=0.5, per_sample=per_sample, generator=torch.Generator().manual_seed(seed)
+    )
+    assert out.x.shape == x.shape and out.x.dtype == x.dtype and out.targets is not None
+    torch.testing.assert_close(out.targets.float().sum(1), torch.ones(b), atol=1e-2, rtol=0)
+    ex, _ = naive_cutmix_1d(x, y, 4, p.boxes.tolist(), p.index)
+    assert torch.equal(out.x, ex.to(dtype))
+
+
+def test_sequence_errors() -> None:
+    x = torch.rand(4, 2, 8)
+    with pytest.raises(
+        ValueError,
+        match=r"apply_cutmix: params were drawn for spatial size \(8, 8\) but x has \(8,\)",
+    ):
+        apply_cutmix(x, None, sample_cutmix_params(4, (8, 8)))
+    with pytest.raises(
+        ValueError,
+        match=r"apply_cutmix: params were drawn for spatial size \(8,\) but x has \(8, 8\)",
+    ):
+        apply_cutmix(torch.rand(4, 2, 8, 8), None, sample_cutmix_params(4, 8))
+    with pytest.raises(
+        ValueError, match=r"apply_cutmix: params.boxes of a sequence must have shape \(4, 2\)"
+    ):
+        apply_cutmix(
+            x, None, CutMixParams(torch.arange(4), torch.zeros(4, 4, dtype=torch.long), (8,))
+        )
+    with pytest.raises(
+        ValueError, match=r"apply_cutmix: params.boxes must satisfy 0 <= x0 <= x1 <= 8"
+    ):
+        apply_cutmix(x, None, CutMixParams(torch.arange(4), torch.tensor([[3, 9]] * 4), (8,)))
+    with pytest.raises(ValueError, match=r"params.boxes must satisfy 0 <= x0 <= x1 <= 8"):
+        apply_cutmix(x, None, CutMixParams(torch.arange(4), torch.tensor([[5, 2]] * 4), (8,)))
+    with pytest.raises(TypeError, match=r"apply_cutmix: params.boxes must be an integer tensor"):
+        apply_cutmix(x, None, CutMixParams(torch.arange(4), torch.zeros(4, 2), (8,)))
+    with pytest.raises(
+        ValueError, match=r"apply_cutmix: masks must have shape \(4, 8\) \(class ids\)"
+    ):
+        CutMix()(x, None, masks=torch.zeros(4, 7, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"sample_cutmix_params: size entries must be >= 1"):
+        sample_cutmix_params(4, (0,))
+    with pytest.raises(ValueError, match=r"CutMix: x must be a 3-D or 4-D tensor"):
+        CutMix()(torch.rand(4, 8), None)
