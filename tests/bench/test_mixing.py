@@ -408,11 +408,11 @@ def test_sequences_run_the_1d_techniques_and_skip_the_image_ones(
     result = run(_seq_cfg(out, techniques=techniques, seeds=2))
     payload = json.loads((out / "results.json").read_text())
     cfg = payload["config"]
-    assert cfg["techniques"] == ["none", "mixup", "fmix:per_sample=True"]
+    assert cfg["techniques"] == ["none", "mixup", "cutmix", "fmix:per_sample=True", "resizemix"]
     assert cfg["image_shape"] == [1, 24] and cfg["corruptions"] == []
     assert cfg["model"] == mixing.MODEL_1D
-    assert set(result["skipped"]) == {"cutmix", "resizemix", "randaugment"}
-    assert "(B, C, H, W)" in result["skipped"]["cutmix"]
+    assert set(result["skipped"]) == {"randaugment"}
+    assert "2-D image operations" in result["skipped"]["randaugment"]
     runs = payload["results"]["runs"]
     assert [r["technique"] for r in runs] == [t for t in cfg["techniques"] for _ in range(2)]
     for r in runs:
@@ -420,7 +420,7 @@ def test_sequences_run_the_1d_techniques_and_skip_the_image_ones(
         assert r["corrupted_accuracy_per_corruption"] == {}
     md = (out / "results.md").read_text()
     assert "| clean acc (%) | ECE | CPU s / run |" in md and "sev 1" not in md
-    assert "Skipped on sequences" in md and "- cutmix: posneg's CutMix" in md
+    assert "Skipped on sequences" in md and "- randaugment: RandAugment's" in md
     assert "- mixup - none: accuracy" in md and "ECE" in md
     assert (out / "accuracy_ece.png").read_bytes()[:8] == PNG_MAGIC
     assert not (out / "accuracy_vs_severity.png").exists()
@@ -445,8 +445,8 @@ def test_sequences_same_seed_same_metrics(seq: SequenceData, tmp_path: Path) -> 
 
 
 def test_only_image_techniques_on_sequences_is_an_error(seq: SequenceData, tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match=r"--technique: none of cutmix, resizemix applies"):
-        run(_seq_cfg(tmp_path, techniques=("cutmix", "resizemix")))
+    with pytest.raises(UsageError, match=r"--technique: none of randaugment, corruptions applies"):
+        run(_seq_cfg(tmp_path, techniques=("randaugment", "corruptions")))
 
 
 def test_small_cnn_1d() -> None:
@@ -454,6 +454,7 @@ def test_small_cnn_1d() -> None:
     assert model(torch.rand(3, 2, 40)).shape == (3, 5)
     assert model(torch.rand(3, 2, 7)).shape == (3, 5)  # any length: global average pool
     assert not_for_sequences("fmix") is None and not_for_sequences("mixup") is None
+    assert not_for_sequences("cutmix") is None and not_for_sequences("resizemix") is None
     assert "2-D" in str(not_for_sequences("corruptions"))
 
 
@@ -489,7 +490,7 @@ def test_mnist1d_from_the_cli(
     seq: SequenceData, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out"
-    argv = ["bench", "mixing", "--dataset", "mnist1d", "-t", "none", "-t", "cutmix", "-q"]
+    argv = ["bench", "mixing", "--dataset", "mnist1d", "-t", "none", "-t", "randaugment", "-q"]
     code, stdout, _ = run_main([*argv, "--epochs", "1", "--out", str(out)], capsys)
     assert code == 0 and stdout.strip() == str(out / "results.md")
     assert "Skipped on sequences" in (out / "results.md").read_text()

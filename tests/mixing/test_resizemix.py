@@ -231,9 +231,11 @@ def test_errors() -> None:
     with pytest.raises(TypeError, match=r"scale must be a pair \(low, high\)"):
         ResizeMix(0.5)  # type: ignore[arg-type]
     with pytest.raises(
-        ValueError, match=r"ResizeMix: x must be a 4-D tensor \(B, C, H, W\); got shape \(4, 3, 8\)"
+        ValueError,
+        match=r"ResizeMix: x must be a 3-D or 4-D tensor \(B, C, H, W\) or \(B, C, L\); "
+        r"got shape \(4, 8\)",
     ):
-        ResizeMix()(torch.rand(4, 3, 8), None)
+        ResizeMix()(torch.rand(4, 8), None)
     with pytest.raises(
         ValueError, match=r"targets given as class ids must have shape \(B,\) with B=4"
     ):
@@ -246,3 +248,148 @@ def test_errors() -> None:
         apply_resizemix(x, None, sample_resizemix_params(4, (9, 8)))
     with pytest.raises(TypeError, match=r"params must be ResizeMixParams"):
         apply_resizemix(x, None, sample_resizemix_params(4, (8, 8)).boxes)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------
+# sequences (B, C, L): the 1-D form
+# ---------------------------------------------------------------------------------------------
+
+
+def _sequences(b: int, c: int, n: int, dtype: torch.dtype, seed: int = 0) -> torch.Tensor:
+    return _images(b, c, 1, n, dtype, seed)[:, :, 0].contiguous()
+
+
+def naive_resizemix_1d(
+    x: torch.Tensor, y: torch.Tensor | None, k: int, p: ResizeMixParams, mode: str = "linear"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One sample at a time: ``F.interpolate`` (linear, align_corners=False) of the whole
+    partner into its segment; labels by the pasted share of the length."""
+    b, n = x.shape[0], x.shape[-1]
+    out = x.clone()
+    ys = []
+    for i in range(b):
+        j = int(p.index[i])
+        x0, x1 = (int(v) for v in p.boxes[i])
+        kw = {"align_corners": False} if mode == "linear" else {}
+        src = x[j : j + 1] if x.dim() == 3 else x[j : j + 1, None].double()
+        patch = F.interpolate(src, size=x1 - x0, mode=mode, **kw)[0]
+        out[i, ..., x0:x1] = patch if x.dim() == 3 else patch[0].to(x.dtype)
+        share = (x1 - x0) / n
+        t = torch.zeros(k, dtype=torch.float64)
+        if y is not None:
+            t[int(y[i])] += 1 - share
+            t[int(y[j])] += share
+        ys.append(t)
+    return out, torch.stack(ys)
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+@pytest.mark.parametrize(("dtype", "tol"), [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_sequence_matches_interpolate_linear_per_sample(
+    per_sample: bool, dtype: torch.dtype, tol: float
+) -> None:
+    x = _sequences(6, 3, 40, dtype)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    for seed in range(4):
+        p = sample_resizemix_params(
+            6, (40,), per_sample=per_sample, generator=torch.Generator().manual_seed(seed)
+        )
+        out = apply_resizemix(x, y, p, num_classes=3)
+        ex, ey = naive_resizemix_1d(x, y, 3, p)
+        torch.testing.assert_close(out.x, ex, rtol=tol, atol=tol)
+        torch.testing.assert_close(out.targets, ey.to(out.targets.dtype), rtol=1e-6, atol=1e-6)
+
+
+def test_sequence_masks_class_maps_nearest_exact_and_soft_maps_linear() -> None:
+    b, n = 5, 31
+    x = _sequences(b, 2, n, torch.float64, seed=2)
+    seg = torch.randint(0, 4, (b, n), generator=torch.Generator().manual_seed(3))
+    soft = torch.rand(b, 4, n, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    p = sample_resizemix_params(b, n, per_sample=True, generator=torch.Generator().manual_seed(1))
+    out = apply_resizemix(x, None, p, masks=seg)
+    assert isinstance(out, MixedSegBatch) and out.masks.dtype == seg.dtype
+    want, _ = naive_resizemix_1d(seg, None, 1, p, mode="nearest-exact")
+    assert torch.equal(out.masks, want)
+    out_soft = apply_resizemix(x, None, p, masks=soft)
+    want_soft, _ = naive_resizemix_1d(soft, None, 1, p)
+    torch.testing.assert_close(out_soft.masks, want_soft, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+@pytest.mark.parametrize("n", [40, 9, 1])
+def test_sequence_segments_follow_the_rule_and_lambda_is_exact(per_sample: bool, n: int) -> None:
+    """From the sampler's draws (order: tau, start, permutation): ``l = clip(round(tau L), 1,
+    L)``, start ``min(floor(u (L - l + 1)), L - l)``; lam = 1 - l / L exactly."""
+    for seed in range(5):
+        p = sample_resizemix_params(
+            8,
+            (n,),
+            scale=(0.1, 0.8),
+            per_sample=per_sample,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        g = torch.Generator().manual_seed(seed)
+        k = 8 if per_sample else 1
+        tau = _rng.uniform((k,), low=0.1, high=0.8, dtype=torch.float64, generator=g)
+        u = _rng.uniform((k,), dtype=torch.float64, generator=g)
+        for i in range(8):
+            j = i if per_sample else 0
+            length = min(max(int(float(tau[j]) * n + 0.5), 1), n)
+            x0 = min(int(float(u[j]) * (n - length + 1)), n - length)
+            assert p.boxes[i].tolist() == [x0, x0 + length]
+        length_t = p.boxes[:, 1] - p.boxes[:, 0]
+        assert torch.equal(p.lam, (1 - length_t.double() / n).float())
+        assert p.size == (n,)
+
+
+def test_sequence_limit_cases() -> None:
+    x = _sequences(4, 2, 20, torch.float64, seed=5)
+    y = torch.tensor([0, 1, 2, 3])
+    # tau = 1: the whole sequence becomes its partner (a resize to the same length is the
+    # identity) and so does the label
+    out = ResizeMix((1.0, 1.0), num_classes=4)(x, y, generator=torch.Generator().manual_seed(0))
+    p = sample_resizemix_params(4, 20, scale=(1.0, 1.0), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(p.lam, torch.zeros(4))
+    torch.testing.assert_close(out.x, x[p.index], rtol=1e-12, atol=1e-12)
+    assert torch.equal(out.targets, torch.eye(4, dtype=out.targets.dtype)[y[p.index]])
+    # B = 1: the sequence pasted, downscaled, onto itself; its label unchanged
+    one = ResizeMix(num_classes=4)(x[:1], y[:1], generator=torch.Generator().manual_seed(0))
+    assert torch.equal(one.targets, torch.eye(4, dtype=one.targets.dtype)[y[:1]])
+    # L = 1: the segment is the one step, the partner's value
+    tiny = _sequences(3, 2, 1, torch.float32)
+    pt = sample_resizemix_params(3, 1, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(apply_resizemix(tiny, None, pt).x, tiny[pt.index])
+
+
+def test_sequence_module_replays_the_params_and_dtypes() -> None:
+    for dtype in (torch.float32, torch.uint8, torch.bfloat16):
+        x = _sequences(7, 2, 40, dtype, seed=4)
+        y = torch.arange(7) % 3
+        out = ResizeMix(per_sample=True, num_classes=3)(
+            x, y, generator=torch.Generator().manual_seed(9)
+        )
+        p = sample_resizemix_params(
+            7, (40,), per_sample=True, generator=torch.Generator().manual_seed(9)
+        )
+        want = apply_resizemix(x, y, p, num_classes=3)
+        assert out.x.shape == x.shape and out.x.dtype == dtype
+        assert all(torch.equal(s, t) for s, t in zip(out, want, strict=True))
+
+
+def test_sequence_errors() -> None:
+    x = torch.rand(4, 2, 8)
+    with pytest.raises(
+        ValueError,
+        match=r"apply_resizemix: params were drawn for spatial size \(8, 8\) but x has \(8,\)",
+    ):
+        apply_resizemix(x, None, sample_resizemix_params(4, (8, 8)))
+    with pytest.raises(ValueError, match=r"params.boxes of a sequence must have shape \(4, 2\)"):
+        apply_resizemix(
+            x, None, ResizeMixParams(torch.arange(4), torch.zeros(4, 4, dtype=torch.long), (8,))
+        )
+    with pytest.raises(ValueError, match=r"apply_resizemix: params.boxes must satisfy 0 <= x0"):
+        apply_resizemix(x, None, ResizeMixParams(torch.arange(4), torch.tensor([[2, 9]] * 4), (8,)))
+    with pytest.raises(ValueError, match=r"masks must have shape \(4, 8\) \(class ids\)"):
+        ResizeMix()(x, None, masks=torch.zeros(4, 9, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"size must have 1 or 2 entries; got \(8, 8, 8\)"):
+        sample_resizemix_params(4, (8, 8, 8))

@@ -35,13 +35,12 @@ DATASETS: tuple[str, ...] = ("digits", "mnist1d")
 #: an epoch, 1260 steps; the CNN reaches about 98% test accuracy without mixing).
 MNIST1D_EPOCHS = 20
 
-#: The techniques that take (B, C, L) sequences: MixUp blends any shape; FMix draws 1-D Fourier
-#: masks (the FMix paper's sequence experiments).
-SEQUENCE_TECHNIQUES: tuple[str, ...] = ("none", "mixup", "fmix")
+#: The techniques that take (B, C, L) sequences: MixUp blends any shape; CutMix cuts a segment
+#: of ``floor((1 - lam) L)`` steps (its 1-D form); FMix draws 1-D Fourier masks (the FMix paper's
+#: sequence experiments); ResizeMix pastes the whole partner, linearly resized to ``tau L`` steps.
+SEQUENCE_TECHNIQUES: tuple[str, ...] = ("none", "mixup", "cutmix", "fmix", "resizemix")
 
 _WHY_NOT: dict[str, str] = {
-    "cutmix": "posneg's CutMix cuts (H, W) boxes from (B, C, H, W) images; it has no 1-D form",
-    "resizemix": "posneg's ResizeMix resizes and pastes (B, C, H, W) images; it has no 1-D form",
     "randaugment": "RandAugment's operations are 2-D image operations",
     "corruptions": "MedMNIST-C's corruptions are 2-D image corruptions",
 }

@@ -2,6 +2,12 @@
 
 Qin, Fang, Zhang, Liu, Wang, Wang. ResizeMix: Mixing Data with Preserved Object Information and
 True Labels. arXiv 2012.11101, 2020.
+
+Images (B, C, H, W) get the paper's rule; sequences (B, C, L) its 1-D analogue: the whole
+partner sequence resized by linear interpolation (``F.interpolate(mode="linear",
+align_corners=False)``) to ``round(tau L)`` steps and pasted at a uniform offset fully inside
+the target; the label weight is the pasted share of the length. The rank of ``x`` (or of
+``size``) picks the form; the 2-D draws and results are the same as without the 1-D form.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from torch import nn
 from posneg import _checks, _rng
 from posneg.mixing import _common, _targets
 from posneg.mixing._common import MixedBatch, MixedSegBatch
+from posneg.mixing.cutmix import check_segments, segments_as_boxes
 
 CITATION = """
 @article{qin2020resizemix,
@@ -36,21 +43,26 @@ class ResizeMixParams:
         index: (B,) int64: sample ``i`` receives the whole image ``x[index[i]]``, downscaled.
         boxes: (B, 4) int64 ``(y0, x0, y1, x1)``, half-open, inside the image: where the
             source is pasted; its size ``(y1 - y0, x1 - x0)`` is the size the source is resized
-            to (about ``(tau H, tau W)``).
-        size: (H, W) the boxes were drawn for.
+            to (about ``(tau H, tau W)``). Sequences: (B, 2) int64 ``(x0, x1)``, the segment
+            the whole source is resized into (about ``tau L`` steps).
+        size: (H, W) the boxes were drawn for, or (L,) for segments.
 
-    ``lam`` (property): (B,) float32, ``1 - box_area / (H W)``: the share of the target image
-    that stays, the weight of ``y_i`` (the CutMix convention). The paper's lambda is the
+    ``lam`` (property): (B,) float32, ``1 - box_area / (H W)`` (sequences:
+    ``1 - (x1 - x0) / L``): the share of the target that stays, the weight of ``y_i`` (the
+    CutMix convention). The paper's lambda is the
     *source* share ``tau^2 = 1 - lam``; both describe the same realised pasted area.
     """
 
     index: torch.Tensor
     boxes: torch.Tensor
-    size: tuple[int, int]
+    size: tuple[int, ...]
 
     @property
     def lam(self) -> torch.Tensor:
-        return _common.box_lambda(self.boxes, self.size)
+        if len(self.size) == 1:
+            return _common.box_lambda(*segments_as_boxes(self.boxes, self.size))
+        h, w = self.size
+        return _common.box_lambda(self.boxes, (h, w))
 
 
 def _check_scale(fn: str, scale: object) -> tuple[float, float]:
@@ -65,7 +77,7 @@ def _check_scale(fn: str, scale: object) -> tuple[float, float]:
 
 def sample_resizemix_params(
     batch: int,
-    size: tuple[int, int],
+    size: int | tuple[int, ...],
     *,
     scale: tuple[float, float] = (0.1, 0.8),
     per_sample: bool = False,
@@ -80,9 +92,12 @@ def sample_resizemix_params(
     clipped), and the partner is a random permutation. mmpretrain's variant (lambda from a Beta,
     a CutMix box clipped at the borders) is not what this draws.
 
+    Sequences (``size = (L,)`` or an int L): the same rule in 1-D, ``l = clip(round(tau L),
+    1, L)`` and the start uniform over ``0..L-l``. Draw order: tau, start, permutation.
+
     Args:
         batch: B >= 1 (B = 1: identity; the image is pasted, downscaled, onto itself).
-        size: (H, W).
+        size: (H, W), or (L,) (an int means (L,)) for sequences.
         scale: (low, high) with 0 < low <= high <= 1.
         per_sample: one tau and location per sample (True) or one per batch (False: the
             common implementations).
@@ -95,13 +110,16 @@ def sample_resizemix_params(
     """
     fn = "sample_resizemix_params"
     b = _common.check_batch(fn, "batch", batch)
-    h, w = _common.check_size(fn, size, ndim=(2,))
+    dims = _common.check_size(fn, size, ndim=(1, 2))
     lo, hi = _check_scale(fn, scale)
     _common.check_generator(fn, generator, device)
     n = b if per_sample else 1
     tau = _rng.uniform(
         (n,), low=lo, high=hi, device=device, dtype=torch.float64, generator=generator
     )
+    if len(dims) == 1:
+        return _segments(b, dims[0], tau, per_sample=per_sample, device=device, generator=generator)
+    h, w = dims
     uy = _rng.uniform((n,), device=device, dtype=torch.float64, generator=generator)
     ux = _rng.uniform((n,), device=device, dtype=torch.float64, generator=generator)
     index = _common.draw_permutation(b, device=device, generator=generator)
@@ -113,6 +131,26 @@ def sample_resizemix_params(
     if not per_sample:
         boxes = boxes.expand(b, 4).clone()
     return ResizeMixParams(index=index, boxes=boxes, size=(h, w))
+
+
+def _segments(
+    b: int,
+    length: int,
+    tau: torch.Tensor,
+    *,
+    per_sample: bool,
+    device: torch.device | str | None,
+    generator: torch.Generator | None,
+) -> ResizeMixParams:
+    """The 1-D draws after tau: start, permutation; then the segments (never clipped)."""
+    ux = _rng.uniform(tau.shape, device=device, dtype=torch.float64, generator=generator)
+    index = _common.draw_permutation(b, device=device, generator=generator)
+    pl = torch.floor(tau * length + 0.5).long().clamp(1, length)
+    x0 = torch.minimum(torch.floor(ux * (length - pl + 1)).long(), length - pl)
+    segments = torch.stack([x0, x0 + pl], dim=1)
+    if not per_sample:
+        segments = segments.expand(b, 2).clone()
+    return ResizeMixParams(index=index, boxes=segments, size=(length,))
 
 
 def _source_coords(
@@ -189,14 +227,20 @@ def apply_resizemix(
     samples at once with one ``grid_sample`` whose coordinates reproduce interpolate's; results
     agree with interpolate to float rounding (about 1e-6 on [0, 1] float32 images).
 
+    Sequences (B, C, L) with segments ``(x0_i, x1_i)``: ``x_mixed[i, :, x0_i:x1_i] =
+    F.interpolate(x[j], x1_i - x0_i, mode="linear", align_corners=False)``, the rest
+    ``x[i]``; ``lam[i] = 1 - (x1_i - x0_i) / L`` (computed as the (1, L) image case, exact to
+    the same rounding).
+
     Args:
-        x: (B, C, H, W) float or uint8 (uint8, float16 and bfloat16 are resized in float32;
-            uint8 is rounded back).
+        x: (B, C, H, W) images or (B, C, L) sequences, float or uint8 (uint8, float16 and
+            bfloat16 are resized in float32; uint8 is rounded back).
         targets: class ids (B,) int (needs ``num_classes``), soft or multi-hot (B, K), or None.
-        params: from :func:`sample_resizemix_params` for this (H, W).
-        masks: optional segmentation masks with the same geometry: class maps (B, H, W) int,
-            resized with nearest-exact (``F.interpolate(mode="nearest-exact")``) and returned as
-            class maps; or soft maps (B, K, H, W) float, resized bilinearly like the images.
+        params: from :func:`sample_resizemix_params` for this (H, W) or (L,).
+        masks: optional segmentation masks with the same geometry: class maps (B, H, W) or
+            (B, L) int, resized with nearest-exact (``F.interpolate(mode="nearest-exact")``)
+            and returned as class maps; or soft maps (B, K, H, W) or (B, K, L) float, resized
+            (bi)linearly like the inputs.
         num_classes: K for class-id targets.
         label_smoothing: eps in [0, 1).
 
@@ -231,24 +275,49 @@ def _apply_resizemix(
     label_smoothing: float,
 ) -> MixedBatch | MixedSegBatch:
     fn = "apply_resizemix"
-    x = _common.check_images(fn, x, ranks=(4,), layout="(B, C, H, W)")
+    x = _common.check_images(fn, x, ranks=(3, 4), layout=_LAYOUT)
     if not isinstance(params, ResizeMixParams):
         raise TypeError(f"{fn}: params must be ResizeMixParams; got {type(params).__name__}")
     _common.check_params_size(fn, params.size, x)
     index = _common.check_index(fn, params.index, x)
-    _common.check_boxes(fn, params.boxes, x, params.size)
+    if x.dim() == 3:
+        check_segments(fn, params.boxes, x, x.shape[2])
+        boxes, size = segments_as_boxes(params.boxes, params.size)
+    else:
+        boxes, size = params.boxes, (x.shape[2], x.shape[3])  # == params.size (checked)
+        _common.check_boxes(fn, boxes, x, size)
     k = _targets.check_num_classes(fn, num_classes)
     eps = _targets.check_label_smoothing(fn, label_smoothing)
     y = None
     if targets is not None:
         y = _targets.soft_targets(fn, targets, x, num_classes=k, label_smoothing=eps)
     seg = None if masks is None else _common.check_masks(fn, masks, x)
+    lam = params.lam.to(x.device)
+    if x.dim() == 4:
+        return _mix(x, y, index, boxes, size, seg, lam)
+    # a sequence is a (1, L) image: one row, its box (0, x0, 1, x1); nothing moves vertically
+    seg4 = None if seg is None else seg.unsqueeze(2 if seg.is_floating_point() else 1)
+    out = _mix(x.unsqueeze(2), y, index, boxes, size, seg4, lam)
+    if not isinstance(out, MixedSegBatch):
+        return MixedBatch(out.x.squeeze(2), out.targets)
+    m = out.masks.squeeze(2 if out.masks.is_floating_point() else 1)
+    return MixedSegBatch(out.x.squeeze(2), out.targets, m)
 
-    h, w = params.size
-    boxes = params.boxes
+
+def _mix(
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    index: torch.Tensor,
+    boxes: torch.Tensor,
+    size: tuple[int, int],
+    seg: torch.Tensor | None,
+    lam: torch.Tensor,
+) -> MixedBatch | MixedSegBatch:
+    """The validated 2-D kernel: x (B, C, H, W), boxes (B, 4), soft targets or None."""
+    h, w = size
     ly, ny = _source_coords(boxes[:, 0], boxes[:, 2] - boxes[:, 0], h)
     lx, nx = _source_coords(boxes[:, 1], boxes[:, 3] - boxes[:, 1], w)
-    keep = _common.box_keep(boxes, params.size)
+    keep = _common.box_keep(boxes, size)
 
     def paste_linear(t: torch.Tensor) -> torch.Tensor:
         work = t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float32
@@ -263,7 +332,7 @@ def _apply_resizemix(
         return out.round_().clamp_(0, 255).to(t.dtype)
 
     x_mixed = paste_linear(x)
-    y_mixed = None if y is None else _targets.mix_targets(y, index, params.lam.to(x.device))
+    y_mixed = None if y is None else _targets.mix_targets(y, index, lam)
     if seg is None:
         return MixedBatch(x_mixed, y_mixed)
     if seg.is_floating_point():
@@ -278,6 +347,9 @@ def _apply_resizemix(
     return MixedSegBatch(x_mixed, y_mixed, seg_mixed)
 
 
+_LAYOUT = "(B, C, H, W) or (B, C, L)"
+
+
 class ResizeMix(nn.Module):
     """ResizeMix as a module: draws :class:`ResizeMixParams` and applies
     :func:`apply_resizemix`.
@@ -286,7 +358,9 @@ class ResizeMix(nn.Module):
     2012.11101, 2020. The *whole* source image (a random permutation partner) is downscaled by
     ``tau ~ U(0.1, 0.8)`` and pasted at a random location fully inside the target; the label is
     ``tau^2 y_source + (1 - tau^2) y_target`` with ``tau^2`` the realised pasted-area fraction
-    (so ``params.lam = 1 - tau^2`` is the target's weight, the CutMix convention).
+    (so ``params.lam = 1 - tau^2`` is the target's weight, the CutMix convention). Sequences
+    (B, C, L): the whole partner resized by linear interpolation to ``round(tau L)`` steps and
+    pasted fully inside; the label weight is the pasted share of the length (``tau``).
 
     Args:
         scale: (low, high) range of tau, 0 < low <= high <= 1 (paper: (0.1, 0.8)).
@@ -295,8 +369,9 @@ class ResizeMix(nn.Module):
         label_smoothing: eps in [0, 1).
 
     Shapes:
-        ``forward(x, targets, *, masks=None, generator=None)``: x (B, C, H, W) float or uint8;
-        targets (B,) ids, (B, K) soft, or None; masks (B, H, W) ids or (B, K, H, W) soft.
+        ``forward(x, targets, *, masks=None, generator=None)``: x (B, C, H, W) images or
+        (B, C, L) sequences, float or uint8; targets (B,) ids, (B, K) soft, or None; masks
+        (B, H, W) / (B, L) ids or (B, K, H, W) / (B, K, L) soft.
         Returns :class:`MixedBatch` or, with masks, :class:`MixedSegBatch` (masks in their
         input format).
 
@@ -357,10 +432,10 @@ class ResizeMix(nn.Module):
         generator: torch.Generator | None = None,
     ) -> MixedBatch | MixedSegBatch:
         """Draw params on x's device and mix (see the class docstring for shapes)."""
-        x = _common.check_images("ResizeMix", x, ranks=(4,), layout="(B, C, H, W)")
+        x = _common.check_images("ResizeMix", x, ranks=(3, 4), layout=_LAYOUT)
         params = sample_resizemix_params(
             x.shape[0],
-            (x.shape[2], x.shape[3]),
+            tuple(x.shape[2:]),
             scale=self.scale,
             per_sample=self.per_sample,
             device=x.device,
