@@ -16,6 +16,7 @@ memory stays O(N * chunk)); PamC replaces the N^2 node-pair negatives by the k'^
 
 from __future__ import annotations
 
+import warnings
 from functools import partial
 from typing import Literal, cast
 
@@ -131,7 +132,9 @@ def influence_adjacency(
     power = a
     total = a
     for _ in range(r - 1):
-        power = torch.sparse.mm(power, a) if sparse else power @ a
+        with warnings.catch_warnings():  # torch warns that its internal CSR product is "beta"
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            power = torch.sparse.mm(power, a) if sparse else power @ a
         total = total + power if cumulative else power
     return total.coalesce() if sparse else total
 
