@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_CPU := torch==2.13.0
 
-.PHONY: demo test test-oldest test-newest test-matrix venv install install-dev lint typecheck speed clean
+.PHONY: demo test test-oldest test-newest test-matrix test-peers venv install install-dev lint typecheck speed clean
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -78,6 +78,24 @@ test-newest: .venv-newest/.installed
 	.venv-newest/bin/python -c "import sys, torch; print('newest:', sys.version.split()[0], torch.__version__)"
 	OMP_NUM_THREADS=1 .venv-newest/bin/python -m pytest -n 2 -q
 
+# Peer parity (tests/peers/, docs/peers.md): posneg against torchvision, timm, lightly, kornia
+# (and pytorch-ood, torchattacks, open_clip for the OOD and attack families). The registry's
+# torchvision wheels do not load against the CPU torch of .venv, so this venv takes the CUDA
+# build of torch with its torchvision (about 5.5 GB; it runs without a GPU), pinned by
+# tests/peers/constraints.txt so that no peer pulls another torch. Only tests/peers/ runs here;
+# in .venv those tests skip themselves.
+.venv-peers/.installed: pyproject.toml tests/peers/requirements.txt tests/peers/constraints.txt
+	rm -rf .venv-peers
+	$(PYTHON) -m venv .venv-peers
+	.venv-peers/bin/python -m pip install --quiet --upgrade pip
+	.venv-peers/bin/python -m pip install --quiet -c tests/peers/constraints.txt \
+		-r tests/peers/requirements.txt -e ".[dev]"
+	touch $@
+
+test-peers: .venv-peers/.installed
+	.venv-peers/bin/python -c "import torch, torchvision; print('peers:', torch.__version__, torchvision.__version__)"
+	OMP_NUM_THREADS=1 .venv-peers/bin/python -m pytest -n 2 -q tests/peers
+
 test-matrix: test test-oldest test-newest
 
 lint: $(VENV)/.installed-dev
@@ -96,4 +114,4 @@ speed: $(VENV)/.installed-dev
 	for name in $(ONLY); do $(PY) benchmarks/$$name.py || exit 1; done
 
 clean:
-	rm -rf $(VENV) .venv-oldest .venv-newest runs build dist *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-oldest .venv-newest .venv-peers runs build dist *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
