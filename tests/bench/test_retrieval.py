@@ -415,3 +415,58 @@ def test_finetune_trains_and_restores_the_model(minilm: TextEncoder, tmp_path: P
         assert len(r["losses"]) == 2 and all(np.isfinite(r["losses"]))
         assert all(0.0 <= v <= 1.0 for v in r["metrics"].values())
     assert result["config"]["total_steps"] == 2
+
+
+# --------------------------------------------------------------------------------------------
+# AR2 and CoCoSoDa (the bench's own loops, bench/_retrieval_coop.py)
+# --------------------------------------------------------------------------------------------
+
+OWN_SPECS = (
+    "ar2:group_size=4,pool=8,iteration_step=6,ranker_steps=2,ranker_warmup=3",
+    "ar2:adv_lambda=0,refresh=false,group_size=4,pool=8,iteration_step=6,ranker_warmup=3",
+    "cocosoda:queue_size=32,views=1",
+)
+
+
+def test_ar2_and_cocosoda_run_deterministically(
+    data: CodeSearchData, fake: TextEncoder, tmp_path: Path
+) -> None:
+    cfg = _cfg(tmp_path / "a", tmp_path / "cache", strategies=OWN_SPECS, epochs=1)
+    state = torch.random.get_rng_state()
+    first = run(cfg, encoder=fake, data=data)
+    assert torch.equal(state, torch.random.get_rng_state())
+    second = run(
+        _cfg(tmp_path / "b", tmp_path / "cache", strategies=OWN_SPECS, epochs=1),
+        encoder=fake,
+        data=data,
+    )
+    assert _metrics(first) == _metrics(second)
+    runs = first["runs"]  # in spec order, one seed
+    assert runs[0]["refreshes"] >= 1  # re-mined at the block boundaries
+    assert runs[1]["refreshes"] == 0  # static groups
+    for r in first["runs"]:
+        assert r["diverged_at_step"] is None and 0.0 <= r["metrics"]["mrr@10"] <= 1.0
+    report = Path(first["report"]).read_text()
+    assert "AR2" in report and "CoCoSoDa" in report
+
+
+def test_own_strategies_errors_are_one_line(
+    data: CodeSearchData, fake: TextEncoder, tmp_path: Path
+) -> None:
+    with pytest.raises(UsageError, match="adv_lambda"):
+        run(
+            _cfg(tmp_path, tmp_path / "c", strategies=("ar2:adv_lambda=2",)),
+            encoder=fake,
+            data=data,
+        )
+
+
+def test_masked_texts_mask_words_deterministically() -> None:
+    from posneg.bench._retrieval_coop import masked_texts
+
+    texts = ("read the file header now", "write a socket buffer")
+    a = masked_texts(texts, probability=1.0, seed=0)
+    assert a == masked_texts(texts, probability=1.0, seed=0)
+    assert [len(t.split()) for t in a] == [5, 4]
+    assert sum(w == "[MASK]" for t in a for w in t.split()) >= 5
+    assert masked_texts(texts, probability=0.0, seed=0) == list(texts)

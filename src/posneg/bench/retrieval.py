@@ -23,20 +23,26 @@ Python use::
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import torch
 import typer
 
 from posneg.bench import _harness as harness
 from posneg.bench import _report
 from posneg.bench._ranking import HEADER, aggregate, table_row
+from posneg.bench._retrieval_coop import (
+    BENCH_STRATEGIES,
+    OWN,
+    fit_and_score_own,
+    masked_views,
+)
+from posneg.bench._retrieval_coop import summary as _summary
+from posneg.bench._retrieval_plot import plot
 from posneg.data.retrieval import RetrievalTask, load_task, split_sizes
 from posneg.mining.training import (
     METRICS,
@@ -46,7 +52,6 @@ from posneg.mining.training import (
     Schedule,
     Strategy,
     fit_and_score,
-    summary,
     train_strategy,
 )
 
@@ -72,16 +77,16 @@ DEFAULT_CACHE_DIR = Path("~/.cache/posneg/embeddings")
 
 #: The spec parser of `--strategy`: ``star`` and ``adore`` are registry keys (their losses);
 #: the others are this recipe's own entries.
-_OWN = tuple(k for k in STRATEGIES if k not in ("star", "adore"))
-PARSER = harness.SpecParser("--strategy", "strategy", tuple(STRATEGIES), baselines=_OWN)
+_OWN = tuple(k for k in BENCH_STRATEGIES if k not in ("star", "adore", "ar2", "cocosoda"))
+PARSER = harness.SpecParser("--strategy", "strategy", tuple(BENCH_STRATEGIES), baselines=_OWN)
 
 #: The strategies run when `--strategy` is not given: all of them.
-DEFAULT_STRATEGIES: tuple[str, ...] = tuple(STRATEGIES)
+DEFAULT_STRATEGIES: tuple[str, ...] = tuple(BENCH_STRATEGIES)
 
 
 def _strategy(spec: harness.Spec) -> Strategy:
     """Build ``spec``'s strategy; a bad argument is the factory's own error, on one line."""
-    return harness.build(STRATEGIES[spec.key], spec, PARSER.where(spec))
+    return harness.build(BENCH_STRATEGIES[spec.key], spec, PARSER.where(spec))
 
 
 @dataclass(frozen=True)
@@ -187,6 +192,7 @@ class _Context:
     schedule: Schedule
     device: torch.device
     duplicate_of: torch.Tensor
+    views: Mapping[str, Any]
 
 
 def _run_one(
@@ -196,55 +202,32 @@ def _run_one(
         if done:
             tick()
 
-    info = fit_and_score(
-        _strategy(spec),
-        ctx.task,
-        ctx.schedule,
-        seed=seed,
-        device=ctx.device,
-        encoder=ctx.encoder,
-        duplicate_of=ctx.duplicate_of,
-        progress=progress,
-    )
+    if spec.key in OWN:
+        info = fit_and_score_own(
+            _strategy(spec),
+            ctx.task,
+            ctx.schedule,
+            seed=seed,
+            device=ctx.device,
+            duplicate_of=ctx.duplicate_of,
+            views=ctx.views.get(spec.label()),
+        )
+        for _ in range(ctx.schedule.total_steps):
+            tick()
+    else:
+        info = fit_and_score(
+            _strategy(spec),
+            ctx.task,
+            ctx.schedule,
+            seed=seed,
+            device=ctx.device,
+            encoder=ctx.encoder,
+            duplicate_of=ctx.duplicate_of,
+            progress=progress,
+        )
     timing = {k: round(info.pop(k), 3) for k in ("train_seconds", "eval_seconds")}
     head = {"strategy": spec.label(), "key": spec.key, "seed": seed}
     return {**head, "metrics": info.pop("metrics"), **timing, **info}
-
-
-def _plot(out: Path, agg: Sequence[Mapping[str, Any]], mode: str) -> list[Path]:
-    from matplotlib.figure import Figure
-
-    labels = [a["strategy"] for a in agg]
-    xs = np.arange(len(labels))
-    fig = Figure(figsize=(max(6.0, 0.9 * len(labels) + 3), 7.0))
-    ax1, ax2 = fig.subplots(2, 1)
-    means, sds = [a["mrr@10_mean"] for a in agg], [a["mrr@10_std"] for a in agg]
-    colors = ["grey" if a["key"] == "untrained" else "C0" for a in agg]
-    ax1.bar(xs, means, yerr=sds, capsize=3, color=colors)
-    base = [a for a in agg if a["key"] == "untrained"]
-    if base:
-        ax1.axhline(base[0]["mrr@10_mean"], color="grey", ls="--", lw=1, label="untrained")
-        ax1.legend(fontsize=8, loc="lower right")
-    ax1.set_xticks(xs, labels, rotation=25, ha="right", fontsize=8)
-    ax1.set_ylabel("test MRR@10")
-    finite = [m for m in means if not math.isnan(m)]
-    if finite:
-        ax1.set_ylim(max(0.0, min(finite) - 0.1), min(1.0, max(finite) + 0.05))
-    ax1.grid(axis="y", alpha=0.3)
-    ks = [1, 10, 100]
-    for i, a in enumerate(agg):
-        ys, es = [a[f"recall@{k}_mean"] for k in ks], [a[f"recall@{k}_std"] for k in ks]
-        color = "grey" if a["key"] == "untrained" else f"C{i % 10}"
-        ax2.errorbar(ks, ys, yerr=es, marker="o", capsize=2, label=a["strategy"], color=color)
-    ax2.set_xscale("log")
-    ax2.set_xticks(ks, [str(k) for k in ks])
-    ax2.set_xlabel("k")
-    ax2.set_ylabel("test Recall@k")
-    ax2.grid(alpha=0.3)
-    ax2.legend(fontsize=7, ncol=2)
-    fig.suptitle(f"posneg bench retrieval ({mode} mode): mean ± std over seeds")
-    fig.tight_layout()
-    return [_report.save_figure(fig, out / "retrieval.png")]
 
 
 def run(
@@ -320,7 +303,8 @@ def run(
             total_steps = FINETUNE_STEPS if finetune else cfg.epochs * steps_per_epoch
         schedule = Schedule(task.n_train, batch_size, total_steps, lr, cfg.weight_decay, cfg.mode)
         duplicate_of = duplicate_groups(list(task.train_docs)).to(device)
-        ctx = _Context(task, encoder, schedule, device, duplicate_of)
+        views = masked_views(specs, task, encoder, cache_dir, device, finetune=finetune)
+        ctx = _Context(task, encoder, schedule, device, duplicate_of, views)
         runs = harness.run_grid(
             [(spec, seed) for spec in specs for seed in seeds],
             lambda job, tick: _run_one(job[0], job[1], ctx, tick),
@@ -361,7 +345,7 @@ def run(
         "",
         "Strategies:",
         "",
-        *[f"- `{s.label()}`: {summary(s.key)}" for s in specs],
+        *[f"- `{s.label()}`: {_summary(s.key)}" for s in specs],
     ]
     diverged = [r for r in runs if r["diverged_at_step"] is not None]
     if diverged:
@@ -379,7 +363,7 @@ def run(
         rows=rows,
         notes="\n".join(notes),
     )
-    plots = _plot(out, agg, cfg.mode)
+    plots = plot(out, agg, cfg.mode)
     if not cfg.quiet:
         _report.show(
             f"{title[:-1]}, test split)",
@@ -398,7 +382,8 @@ _D = BenchConfig()
 #: The help of the recipe's own options.
 _HELP = {
     "strategy": "Strategy spec, repeatable: untrained, inbatch, random, static, ance, star, "
-    "adore, ngame, fn-aware, with arguments as in 'static:num_negatives=2,pool=10'. Default: all.",
+    "adore, ngame, fn-aware, ar2, cocosoda, with arguments as in "
+    "'static:num_negatives=2,pool=10'. Default: all.",
     "mode": "adapter (frozen encoder + trained adapters) or finetune.",
     "epochs": "Epochs per run (adapter mode).",
     "steps": f"Optimiser steps per run (0: epochs in adapter mode, {FINETUNE_STEPS} in finetune).",

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from posneg import _checks
+from posneg._tiling import compute_dtype
 
 __all__ = [
     "CITATION",
@@ -129,7 +130,8 @@ def ar2_retriever_loss(
     _checks.check_positive(fn, "temperature", temperature)
     _checks.check_positive(fn, "retriever_temperature", retriever_temperature)
     _checks.check_choice(fn, "adv_reduction", adv_reduction, ("sum", "mean"))
-    sim = torch.einsum("bh,bgh->bg", query, docs) / retriever_temperature
+    ct = compute_dtype(query)  # half inputs: float32 arithmetic and result
+    sim = torch.einsum("bh,bgh->bg", query.to(ct), docs.to(ct)) / retriever_temperature
     log_p_theta = torch.log(F.softmax(sim, dim=1) + EPS)
     with torch.no_grad():
         logits = ranker_logits.detach().to(sim.dtype)

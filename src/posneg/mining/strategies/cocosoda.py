@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from posneg import _checks
+from posneg._tiling import compute_dtype
 from posneg.negatives.queue import MemoryQueue
 
 __all__ = [
@@ -309,7 +310,9 @@ def cocosoda_loss(
         _checks.check_float(fn, f"queues[{name!r}]", t)
         if t.dim() != 2 or t.shape[1] != code_q.shape[1]:
             raise ValueError(f"{fn}: queues[{name!r}] must have shape (K, {code_q.shape[1]})")
-    code_k, nl_k = code_k.detach(), nl_k.detach()
+    ct = compute_dtype(code_q)  # half inputs: float32 arithmetic and result
+    code_q, nl_q = code_q.to(ct), nl_q.to(ct)
+    code_k, nl_k = code_k.detach().to(ct), nl_k.detach().to(ct)
     pairs = [
         (code_q, nl_q, q.get("nl")),
         (code_q, nl_k, q.get("masked_nl")),
