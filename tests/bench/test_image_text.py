@@ -89,6 +89,5 @@ def test_two_tower_text_tower_sees_word_order() -> None:
     assert not torch.allclose(a, b)
     img, txt, scale = m(torch.zeros(2, 1, 8, 16), torch.tensor([[1, 0], [2, 3]]))
     assert img.shape == (2, 32) and txt.shape == (2, 32)
-    assert torch.allclose(img.norm(dim=1), torch.ones(2)) and float(scale.detach()) == pytest.approx(
-        1 / 0.07
-    )
+    assert torch.allclose(img.norm(dim=1), torch.ones(2))
+    assert float(scale.detach()) == pytest.approx(1 / 0.07)

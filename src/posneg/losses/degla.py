@@ -225,7 +225,8 @@ def degla_loss(
 
     Example:
         >>> import torch
-        >>>         >>> g = torch.Generator().manual_seed(0)
+        >>> import torch.nn.functional as F
+        >>> g = torch.Generator().manual_seed(0)
         >>> unit = lambda *s: F.normalize(torch.randn(*s, generator=g), dim=-1)
         >>> i, p, n = unit(4, 8), unit(4, 8), unit(16, 8)
         >>> degla_loss(i, p, n, teacher_image=i, teacher_text=torch.cat([p, n]),
