@@ -20,14 +20,14 @@ def test_tiny_run_writes_report(tmp_path: Path) -> None:
         items=40,
         dim=4,
         cet_epochs=1,
-        cet_queries=20,
-        seeds=2,
+        cet_queries=12,
+        seeds=1,
         out=str(tmp_path),
         quiet=True,
     )
     result = recsys.run(cfg)
     payload = json.loads((tmp_path / "results.json").read_text())
-    assert len(payload["results"]["mf_runs"]) == 4 and len(payload["results"]["cet_runs"]) == 6
+    assert len(payload["results"]["mf_runs"]) == 2 and len(payload["results"]["cet_runs"]) == 3
     md = (tmp_path / "results.md").read_text()
     assert "GENERATED" in md and "Claim NBPO > BPR" in md and "CET claims" in md
     assert (tmp_path / "recsys.png").exists() and result["plots"]
