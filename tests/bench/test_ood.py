@@ -1,0 +1,38 @@
+"""posneg.bench.ood on a tiny preset: runners collected, metrics and reports written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from posneg.bench import _harness as harness
+from posneg.bench.ood import RUNNER_MODULES, BenchConfig, collect_runners, run
+
+
+def test_tiny_run(tmp_path: Path) -> None:
+    cfg = BenchConfig(
+        detectors=("msp", "knn", "mahalanobis_uniform"),
+        epochs=2,
+        seeds=2,
+        plot_detector="msp",
+        out=str(tmp_path),
+        quiet=True,
+    )
+    result = run(cfg)
+    payload = json.loads((tmp_path / "results.json").read_text())
+    sets = {a["set"] for a in payload["results"]["aggregate"]}
+    assert {"near", "far_photo", "far_noise"} <= sets
+    for a in result["aggregate"]:
+        assert 0.0 <= a["auroc_mean"] <= 1.0 and a["n_seeds"] == 2
+    assert (tmp_path / "scores_msp.png").exists()
+    assert "FPR95" in (tmp_path / "results.md").read_text()
+
+
+def test_runner_modules_and_unknown_detector(tmp_path: Path) -> None:
+    assert RUNNER_MODULES[:2] == ("_ood_baselines", "_ood_mahalanobis")
+    runners = collect_runners()
+    assert {"msp", "maxlogit", "energy", "knn", "mahalanobis_adv"} <= set(runners)
+    with pytest.raises(harness.UsageError, match="--detector: unknown nope"):
+        run(BenchConfig(detectors=("nope",), out=str(tmp_path), quiet=True))
