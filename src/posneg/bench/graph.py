@@ -172,13 +172,15 @@ def _plot(out: Path, agg: list[dict[str, Any]], costs: list[dict[str, Any]]) -> 
             [a["n"] for a in pts],
             [100 * a["acc_mean"] for a in pts],
             yerr=[100 * a["acc_std"] for a in pts],
-            marker="o",
+            fmt="o",
             capsize=3,
             label=obj,
         )
         for a in pts:
             axes[0].annotate(a["dataset"], (a["n"], 100 * a["acc_mean"]), fontsize=7)
-    axes[0].set(xlabel="N (data set size)", ylabel="clustering ACC (%)", title="accuracy")
+    axes[0].set(
+        xlabel="N (data set size)", ylabel="clustering ACC (%)", title="accuracy per data set"
+    )
     for obj in dict.fromkeys(c["objective"] for c in costs):
         pts = sorted((c for c in costs if c["objective"] == obj), key=lambda c: c["n"])
         axes[1].plot([c["n"] for c in pts], [c["seconds"] for c in pts], marker="o", label=obj)
@@ -191,9 +193,13 @@ def _plot(out: Path, agg: list[dict[str, Any]], costs: list[dict[str, Any]]) -> 
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
+    sizes = sorted({c["n"] for c in costs})
     for ax in axes[1:]:
         ax.set_xscale("log")
         ax.set_yscale("log")
+        if sizes:
+            ax.set_xticks(sizes, [str(n) for n in sizes])
+            ax.minorticks_off()
     fig.suptitle("posneg bench graph: Ncontrast vs PamC")
     return [_report.save_figure(fig, out / "graph.png")]
 
