@@ -109,6 +109,16 @@ TECHNIQUES: tuple[Technique, ...] = (
     _t("CACRLoss", "cacr", "losses", "losses.cacr", "Zheng et al., CACR, TMLR 2023", "2105.03746"),
     _t("AMCLLoss", "amcl", "losses", "losses.amcl", "Wang et al., AMCL, ECCV 2024", "2310.05615"),
     _t("SupConLoss", "supcon", "losses", "losses.supcon", "Khosla et al., SupCon, NeurIPS 2020", "2004.11362"),
+    _t("PAMCLoss", "pamc", "losses", "losses.pamc", "Kulatilleke et al., PamC, arXiv 2022", "2209.14067"),
+    _t("NcontrastLoss", "ncontrast", "losses", "losses.pamc", "Kulatilleke et al., PamC's Ncontrast baseline (Graph-MLP), arXiv 2022", "2209.14067"),
+    _t("CosFaceLoss", "cosface", "losses", "losses.unpg", "Wang et al., CosFace, CVPR 2018", "1801.09414"),
+    _t("ArcFaceLoss", "arcface", "losses", "losses.unpg", "Deng et al., ArcFace, CVPR 2019", "1801.07698"),
+    _t("UNPGLoss", "unpg", "losses", "losses.unpg", "Jung et al., UNPG, BMVC 2022", "2203.11593"),
+    _t("PCLSRLoss", "pcl_sr", "losses", "losses.pcl_sr", "Wu et al., PCL-SR, TNNLS 2023", "2111.13924"),
+    _t("PCLSRDualContrastiveLoss", "pcl_sr_d", "losses", "losses.pcl_sr", "Wu et al., PCL-SR (D-side dual contrastive), TNNLS 2023", "2111.13924"),
+    _t("PCLSRViews", "pcl_sr_views", "losses", "losses.pcl_sr", "Wu et al., PCL-SR (positives and hard negatives), TNNLS 2023", "2111.13924"),
+    _t("DeGLALoss", "degla", "losses", "losses.degla", "Hu et al., DeGLA, ACM MM 2025", "2504.16801"),
+    _t("BankInfoNCELoss", "spn4cir", "losses", "losses.spn4cir", "Feng et al., SPN4CIR, ACM MM 2024", "2404.11317"),
     # negatives in embedding space
     _t("MemoryQueue", "moco", "negatives", "negatives.queue", _MOCO, "1911.05722", ("queue",)),
     _t("MoCHi", "mochi", "negatives", "negatives.mochi", "Kalantidis et al., MoCHi, NeurIPS 2020", "2010.01028"),
@@ -141,6 +151,10 @@ TECHNIQUES: tuple[Technique, ...] = (
     _t("ADORELoss", "adore", "mining", "mining.strategies.adore", _STAR, "2104.08051"),
     _t("TripletMarginOHNMLoss", "triplet_margin_ohnm", "mining", "mining.strategies.ngame", _NGAME, "2207.04452"),
     _t("NGAMESampler", "ngame_sampler", "mining", "mining.strategies.ngame", _NGAME, "2207.04452"),
+    _t("AR2Loss", "ar2", "mining", "mining.strategies.ar2", "Zhang et al., AR2, ICLR 2022", "2110.03611"),
+    _t("CoCoSoDaLoss", "cocosoda", "mining", "mining.strategies.cocosoda", "Shi et al., CoCoSoDa, ICSE 2023", "2204.03293"),
+    _t("CETLoss", "cet", "mining", "mining.strategies.cet", "Cai et al., CET, CIKM 2022", "2209.05072"),
+    _t("NBPO", "nbpo", "mining", "mining.strategies.nbpo", "Yu and Qin, NBPO, SIGIR 2020"),
 )  # fmt: skip
 
 #: The families, in catalogue order.

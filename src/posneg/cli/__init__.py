@@ -47,7 +47,17 @@ bench_app = typer.Typer(
 app.add_typer(bench_app, name="bench")
 
 #: The benches, in demo order. Each module defines ``cli`` (a typer command) and ``demo``.
-BENCHES: tuple[str, ...] = ("contrastive", "mixing", "imbalance", "retrieval")
+#: A module name with an underscore is the command with a hyphen (``image_text`` -> ``image-text``).
+BENCHES: tuple[str, ...] = (
+    "contrastive",
+    "mixing",
+    "imbalance",
+    "retrieval",
+    "verification",
+    "graph",
+    "image_text",
+    "recsys",
+)
 
 
 def _version_callback(value: bool) -> None:
@@ -113,7 +123,8 @@ for _name in BENCHES:
         if _exc.name != f"posneg.bench.{_name}":
             raise
         continue
-    bench_app.command(_name, help=(_mod.cli.__doc__ or "").strip().split("\n")[0])(_mod.cli)
+    _help = (_mod.cli.__doc__ or "").strip().split("\n")[0]
+    bench_app.command(_name.replace("_", "-"), help=_help)(_mod.cli)
 
 
 @app.command("demo")
@@ -128,7 +139,8 @@ def demo_cmd(
             mod = _bench_module(name)
         except ModuleNotFoundError:
             continue
-        console.rule(f"[bold]posneg bench {name} (demo preset)")
+        command = name.replace("_", "-")
+        console.rule(f"[bold]posneg bench {command} (demo preset)")
         summaries.append(mod.demo(out / name))
     header = ["family", "technique", "metric", "value"]
     rows = [(s.family, *r) for s in summaries for r in s.rows]

