@@ -21,6 +21,7 @@ from posneg.bench._superres_data import (
     load_image,
     metrics,
     psnr,
+    ssim,
 )
 from posneg.bench.superres import DEMO_CONFIG, BenchConfig, run
 
@@ -48,6 +49,20 @@ def test_psnr_matches_skimage() -> None:
             hr[i, 0, 2:-2, 2:-2].numpy(), sr[i, 0, 2:-2, 2:-2].numpy(), data_range=1.0
         )
         assert ours[i].item() == pytest.approx(ref, rel=1e-12)
+
+
+def test_ssim_matches_skimage() -> None:
+    from skimage.metrics import structural_similarity
+
+    g = torch.Generator().manual_seed(2)
+    hr = torch.rand(3, 1, 20, 20, generator=g, dtype=torch.float64)
+    sr = (hr + 0.1 * torch.randn(3, 1, 20, 20, generator=g, dtype=torch.float64)).clamp(0, 1)
+    ours = ssim(sr, hr, shave=2)
+    for i in range(3):
+        ref = structural_similarity(
+            sr[i, 0, 2:-2, 2:-2].numpy(), hr[i, 0, 2:-2, 2:-2].numpy(), data_range=1.0
+        )
+        assert ours[i].item() == pytest.approx(ref, rel=1e-10)
 
 
 def test_metrics_perfect_and_model_size() -> None:
