@@ -252,7 +252,10 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     seeds = harness.seed_list(cfg)
     started = time.perf_counter()
     with harness.torch_threads(cfg.threads, device) as threads:
-        data = load_crops(cfg.train_crops, cfg.test_crops)
+        try:
+            data = load_crops(cfg.train_crops, cfg.test_crops)
+        except FileNotFoundError as exc:  # scikit-learn or scikit-image not installed
+            raise harness.UsageError(str(exc)) from None
         up = F.interpolate(data.lr_test, scale_factor=2, mode="bicubic", align_corners=False)
         bicubic = metrics(up, data.hr_test)
         bases: dict[int, SmallSR] = {}
