@@ -18,6 +18,7 @@ validation split.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,12 +68,17 @@ def _split(y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     return tuple(np.sort(np.concatenate(p)) for p in (tr, va, te))
 
 
-def _photo_patches(n: int, rng: np.random.Generator) -> np.ndarray:
+@functools.lru_cache(maxsize=1)
+def _grey_photos() -> tuple[np.ndarray, ...]:
     from sklearn.datasets import load_sample_images
 
-    images = [
-        np.asarray(im, dtype=np.float64).mean(axis=2) / 255.0 for im in load_sample_images().images
-    ]
+    return tuple(
+        np.asarray(im, dtype=np.float32).mean(axis=2) / 255.0 for im in load_sample_images().images
+    )
+
+
+def _photo_patches(n: int, rng: np.random.Generator) -> np.ndarray:
+    images = _grey_photos()
     out = np.empty((n, 8, 8))
     for i in range(n):
         im = images[int(rng.integers(len(images)))]
@@ -104,8 +110,12 @@ def _t(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).reshape(-1, 1, 8, 8)
 
 
+@functools.lru_cache(maxsize=2)
 def load_ood_digits(*, split_seed: int = 0, far_n: int = _FAR_N) -> OODData:
-    """Build the ID splits and the near/far OOD sets (deterministic for a ``split_seed``)."""
+    """Build the ID splits and the near/far OOD sets (deterministic for a ``split_seed``).
+
+    Cached per arguments: treat the returned tensors as read-only.
+    """
     from sklearn.datasets import load_digits
 
     bunch = load_digits()

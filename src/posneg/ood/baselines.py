@@ -66,6 +66,53 @@ CITATION = """
 }
 """
 
+
+def _bib(key: str, title: str, authors: str, venue: str, year: int, arxiv: str) -> str:
+    return (
+        f"@inproceedings{{{key},\n  title     = {{{title}}},\n  author    = {{{authors}}},\n"
+        f"  booktitle = {{{venue}}},\n  year      = {{{year}}},\n"
+        f"  note      = {{arXiv:{arxiv}}}\n}}"
+    )
+
+
+#: Per-class BibTeX (the registry's ``citation()`` prefers these over ``CITATION``).
+CITATIONS: dict[str, str] = {
+    "MaxSoftmax": _bib(
+        "hendrycks2017baseline",
+        "A Baseline for Detecting Misclassified and Out-of-Distribution Examples in Neural "
+        "Networks",
+        "Hendrycks, Dan and Gimpel, Kevin",
+        "International Conference on Learning Representations (ICLR)",
+        2017,
+        "1610.02136",
+    ),
+    "MaxLogit": _bib(
+        "hendrycks2022scaling",
+        "Scaling Out-of-Distribution Detection for Real-World Settings",
+        "Hendrycks, Dan and Basart, Steven and Mazeika, Mantas and Zou, Andy and Kwon, Joe and "
+        "Mostajabi, Mohammadreza and Steinhardt, Jacob and Song, Dawn",
+        "International Conference on Machine Learning (ICML)",
+        2022,
+        "1911.11132",
+    ),
+    "EnergyScore": _bib(
+        "liu2020energy",
+        "Energy-based Out-of-distribution Detection",
+        "Liu, Weitang and Wang, Xiaoyun and Owens, John and Li, Yixuan",
+        "Advances in Neural Information Processing Systems 33 (NeurIPS 2020)",
+        2020,
+        "2010.03759",
+    ),
+    "KNNDistance": _bib(
+        "sun2022knn",
+        "Out-of-Distribution Detection with Deep Nearest Neighbors",
+        "Sun, Yiyou and Ming, Yifei and Zhu, Xiaojin and Li, Yixuan",
+        "International Conference on Machine Learning (ICML)",
+        2022,
+        "2204.06507",
+    ),
+}
+
 _GROUP = 64
 
 
