@@ -141,6 +141,15 @@ def test_project_keeps_within_epsilon_and_no_projection_reaches_3eps() -> None:
     assert float((n.x_adv - x).abs().max()) <= 0.3 + 1e-12
 
 
+def test_zero_start_is_fgsm_from_x() -> None:
+    """--delta-init zero: l_before is the clean loss and x_adv is FGSM of x (projected)."""
+    from posneg.adversarial.attacks import fgsm
+
+    model, (x, y) = _net(), _data()
+    out = aaer_loss(model, x, y, epsilon=0.1, project=True, random_start=False)
+    torch.testing.assert_close(out.x_adv, fgsm(model, x, y, epsilon=0.1))
+
+
 def test_module_and_global_rng() -> None:
     model, (x, y) = _net(), _data()
     state = torch.get_rng_state()

@@ -147,6 +147,7 @@ def aaer_loss(
     lambda2: float = 4.0,
     lambda3: float = 1.5,
     clamp: tuple[float, float] | None = (0.0, 1.0),
+    random_start: bool = True,
     generator: torch.Generator | None = None,
 ) -> AAEROutput:
     """One AAER training objective: FGSM example from a random start, CE on it, plus ``R``.
@@ -163,6 +164,8 @@ def aaer_loss(
             ``U[-eps, eps]`` start; ``False`` (N-AAER, default) starts at ``U[-2 eps, 2 eps]``.
         lambda1, lambda2, lambda3: AAER weights.
         clamp: the image box (``None``: no box).
+        random_start: the official ``--delta-init random`` (default); ``False`` is its
+            ``zero`` (classic FGSM from ``x``: ``l_before`` is then the clean loss).
         generator: draws the random start (``None``: global RNG).
 
     Returns:
@@ -176,11 +179,15 @@ def aaer_loss(
     eps = _checks.check_positive(fn, "epsilon", epsilon)
     step = _checks.check_positive(fn, "alpha", alpha) * eps
     proj = _checks.check_bool(fn, "project", project)
+    start = _checks.check_bool(fn, "random_start", random_start)
     _checks.check_generator(fn, generator, x.device)
     x = x.detach()
-    radius = eps if proj else 2.0 * eps
-    u = torch.rand(x.shape, dtype=x.dtype, device=x.device, generator=generator)
-    x0 = _box(x + (2.0 * u - 1.0) * radius, clamp).detach().requires_grad_(True)
+    x0 = x.clone()
+    if start:
+        radius = eps if proj else 2.0 * eps
+        u = torch.rand(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+        x0 = _box(x + (2.0 * u - 1.0) * radius, clamp)
+    x0 = x0.detach().requires_grad_(True)
     with torch.enable_grad():
         out0 = model(x0)
         loss0 = F.cross_entropy(out0, y, reduction="none")
@@ -218,9 +225,11 @@ class AAERLoss(nn.Module):
         lambda2: float = 4.0,
         lambda3: float = 1.5,
         clamp: tuple[float, float] | None = (0.0, 1.0),
+        random_start: bool = True,
     ) -> None:
         super().__init__()
         fn = "AAERLoss"
+        self.random_start = _checks.check_bool(fn, "random_start", random_start)
         self.epsilon = _checks.check_positive(fn, "epsilon", epsilon)
         self.alpha = _checks.check_positive(fn, "alpha", alpha)
         self.project = _checks.check_bool(fn, "project", project)
@@ -248,11 +257,13 @@ class AAERLoss(nn.Module):
             lambda2=self.lambda2,
             lambda3=self.lambda3,
             clamp=self.clamp,
+            random_start=self.random_start,
             generator=generator,
         )
 
     def extra_repr(self) -> str:
         return (
             f"epsilon={self.epsilon}, alpha={self.alpha}, project={self.project}, "
-            f"lambda1={self.lambda1}, lambda2={self.lambda2}, lambda3={self.lambda3}"
+            f"lambda1={self.lambda1}, lambda2={self.lambda2}, lambda3={self.lambda3}, "
+            f"random_start={self.random_start}"
         )
