@@ -219,3 +219,17 @@ def test_errors_name_function_and_argument() -> None:
         UniConHAScorer().score(z)
     with pytest.raises(ValueError, match="augment: strength"):
         augment(torch.zeros(1, 1, 4, 4), strength=2.0)
+
+
+def test_augment_shift_matches_naive_crop() -> None:
+    img = torch.rand(4, 2, 5, 5, generator=torch.Generator().manual_seed(3), dtype=F64)
+    out = augment(img, strength=0.5, generator=torch.Generator().manual_seed(4))
+    g = torch.Generator().manual_seed(4)
+    shifts = torch.randint(0, 3, (4, 2), generator=g)
+    scale = 1 - 0.25 * torch.rand(4, 1, 1, 1, generator=g, dtype=F64)
+    noise = 0.05 * torch.randn(img.shape, generator=g, dtype=F64)
+    pad = torch.nn.functional.pad(img, (1, 1, 1, 1))
+    for i in range(4):
+        a, b = int(shifts[i, 0]), int(shifts[i, 1])
+        want = pad[i, :, a : a + 5, b : b + 5] * scale[i] + noise[i]
+        assert torch.allclose(out[i], want)

@@ -63,6 +63,7 @@ from posneg import _checks
 __all__ = [
     "EPSAD",
     "DeepKernel",
+    "GaussianScore",
     "deep_kernel",
     "expected_perturbation_score",
     "median_bandwidth",
@@ -96,6 +97,30 @@ def vp_marginal(
     """``(a(t), σ(t))`` of the continuous VP-SDE (``sde_lib.VPSDE.marginal_prob``)."""
     log_a = -0.25 * t**2 * (beta_max - beta_min) - 0.5 * t * beta_min
     return torch.exp(log_a), torch.sqrt(1.0 - torch.exp(2.0 * log_a))
+
+
+class GaussianScore(nn.Module):
+    """The exact VP-SDE score of data ``x' ~ N(mean, std² I)``: ``−(x_t − a mean)/(a² std² + σ²)``.
+
+    A closed-form ``score_model`` for tests and examples (``t`` is ``(N,)`` VP time).
+    """
+
+    def __init__(
+        self, mean: float = 0.0, std: float = 1.0, *, beta_min: float = 0.1, beta_max: float = 20.0
+    ) -> None:
+        super().__init__()
+        self.mean = _checks.check_real("GaussianScore", "mean", mean)
+        self.std = _checks.check_positive("GaussianScore", "std", std)
+        self.beta_min, self.beta_max = beta_min, beta_max
+
+    def extra_repr(self) -> str:
+        return f"mean={self.mean}, std={self.std}"
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        a, sigma = vp_marginal(t.to(x_t.dtype), beta_min=self.beta_min, beta_max=self.beta_max)
+        view = (-1,) + (1,) * (x_t.dim() - 1)
+        a, sigma = a.reshape(view), sigma.reshape(view)
+        return -(x_t - a * self.mean) / (a * a * self.std**2 + sigma * sigma)
 
 
 def noise_prediction_score(
@@ -153,12 +178,13 @@ def expected_perturbation_score(
     _checks.check_generator(fn, generator)
     xs = 2.0 * xf.detach() - 1.0
     total = torch.zeros_like(xs)
+    gen_dev = generator.device if generator is not None else xs.device
     view = (-1,) + (1,) * (xs.dim() - 1)
     with torch.no_grad():
         for k in range(1, steps + 1):
             t = torch.full((xs.shape[0],), k / 1000, dtype=xs.dtype, device=xs.device)
             if perturb:
-                z = torch.randn(xs.shape, generator=generator, dtype=xs.dtype, device="cpu")
+                z = torch.randn(xs.shape, generator=generator, dtype=xs.dtype, device=gen_dev)
                 a, sigma = vp_marginal(t, beta_min=beta_min, beta_max=beta_max)
                 x_t = a.reshape(view) * xs + sigma.reshape(view) * z.to(xs.device)
             else:

@@ -108,15 +108,19 @@ def augment(
     s = _checks.check_range(fn, "strength", strength, 0.0, 1.0)
     n, _, h, w = xf.shape
     m = round(2 * s)
+    dev = generator.device if generator is not None else xf.device
     out = xf
     if m > 0:
         pad = F.pad(xf, (m, m, m, m))
-        shifts = torch.randint(0, 2 * m + 1, (n, 2), generator=generator)
-        out = torch.stack(
-            [pad[i, :, int(a) : int(a) + h, int(b) : int(b) + w] for i, (a, b) in enumerate(shifts)]
-        )
-    scale = 1 - 0.5 * s * torch.rand(n, 1, 1, 1, generator=generator, dtype=xf.dtype)
-    noise = 0.1 * s * torch.randn(xf.shape, generator=generator, dtype=xf.dtype)
+        shifts = torch.randint(0, 2 * m + 1, (n, 2), generator=generator, device=dev)
+        shifts = shifts.to(xf.device)
+        rows = (shifts[:, :1] + torch.arange(h, device=xf.device)).reshape(n, 1, h, 1)
+        cols = (shifts[:, 1:] + torch.arange(w, device=xf.device)).reshape(n, 1, 1, w)
+        batch = torch.arange(n, device=xf.device).reshape(n, 1, 1, 1)
+        chan = torch.arange(xf.shape[1], device=xf.device).reshape(1, -1, 1, 1)
+        out = pad[batch, chan, rows, cols]
+    scale = 1 - 0.5 * s * torch.rand(n, 1, 1, 1, generator=generator, dtype=xf.dtype, device=dev)
+    noise = 0.1 * s * torch.randn(xf.shape, generator=generator, dtype=xf.dtype, device=dev)
     return out * scale.to(xf.device) + noise.to(xf.device)
 
 
@@ -184,7 +188,10 @@ def uniclr_loss(
     tau = _checks.check_positive(fn, "temperature", temperature)
     flags = is_inlier.to(a.device)
     lab = None if labels is None else _checks.check_labels(fn, "labels", labels, n, a.device)
-    z = F.normalize(torch.cat([a, b]), dim=1)
+    z = torch.cat([a, b])
+    if z.dtype in (torch.float16, torch.bfloat16):
+        z = z.float()  # reduce half inputs in float32
+    z = F.normalize(z, dim=1)
     logits = z @ z.T / tau
     eye = torch.eye(2 * n, dtype=torch.bool, device=z.device)
     log_p = logits - torch.logsumexp(logits.masked_fill(eye, -torch.inf), dim=1, keepdim=True)
