@@ -7,7 +7,7 @@ import torch
 
 from posneg.bench import _ood_clipn
 from posneg.bench._ood_context import OODContext
-from posneg.bench._spurious import spurious_rows
+from posneg.bench._spurious import curator_bias_rows, spurious_rows
 
 
 def _ctx(seed: int = 0) -> OODContext:
@@ -69,3 +69,13 @@ def test_spurious_rows_drop_and_control() -> None:
     assert abs(by["mlp_balanced"]["drop"]) < 0.06  # no spurious feature learned: drop ~ 0
     assert by["linear"]["drop"] > by["mlp_balanced"]["drop"] + 0.1
     assert by["mlp_balanced"]["er_logit"] > by["linear"]["er_logit"]
+
+
+def test_curator_bias_rows_shape() -> None:
+    rows = curator_bias_rows(seeds=(0,), steps=20)
+    assert [(r["model"], r["half"]) for r in rows] == [
+        ("curator", "curation"),
+        ("curator", "held_out"),
+        ("other_init", "held_out"),
+    ]
+    assert all(-1.0 <= r["drop"] <= 1.0 for r in rows)

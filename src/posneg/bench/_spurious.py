@@ -28,9 +28,14 @@ from torch import nn
 
 from posneg.bench._ood_clipn import caption_tokens
 from posneg.bench._two_tower import TwoTower, pretrain
-from posneg.ood.counteranimal import effective_robustness, group_accuracy, split_by_attribute
+from posneg.ood.counteranimal import (
+    curate_counter_split,
+    effective_robustness,
+    group_accuracy,
+    split_by_attribute,
+)
 
-__all__ = ["REFERENCE_FRACTIONS", "load_spurious_digits", "spurious_rows"]
+__all__ = ["REFERENCE_FRACTIONS", "curator_bias_rows", "load_spurious_digits", "spurious_rows"]
 
 REFERENCE_FRACTIONS = (0.1, 0.2, 0.35, 0.6, 1.0)
 BRIGHT, DARK = 0.75, 0.25
@@ -144,4 +149,45 @@ def spurious_rows(
                     "er_logit": float(er[0]),
                 }
             )
+    return rows
+
+
+def curator_bias_rows(*, seeds: Sequence[int] = (0,), steps: int = 300) -> list[dict[str, Any]]:
+    """The card's curator-bias check: curate the split with one model, evaluate on held-out data.
+
+    Per seed, a linear curator (init ``seed``) trained on the correlated data picks, per class,
+    the (common, counter) border pair with its largest drop on the first half of the test set
+    (:func:`curate_counter_split`); rows give its drop there ("curation"), its drop on the
+    second half with the same pairs ("held_out"), and the held-out drop of a linear model of
+    another init (``seed + 1000``).
+    """
+    rows: list[dict[str, Any]] = []
+    for seed in seeds:
+        data = load_spurious_digits(seed=seed)
+        test, xc, yc = data["test"], data["correlated"]["x"], data["correlated"]["y"]
+        half = len(test["y"]) // 2
+        parts = (slice(0, half), slice(half, None))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            curator = _fit(_linear(), xc, yc, steps)
+            torch.manual_seed(seed + 1000)
+            other = _fit(_linear(), xc, yc, steps)
+        with torch.no_grad():
+            pred_c, pred_o = curator(test["x"]).argmax(1), other(test["x"]).argmax(1)
+        y, attr = test["y"], test["attribute"]
+        a = parts[0]
+        _, pairs = curate_counter_split(
+            correct=pred_c[a] == y[a], labels=y[a], attribute=attr[a], min_group=5
+        )
+        common = torch.tensor([pairs.get(int(c), (-1, -1))[0] for c in range(10)])
+        counter = torch.tensor([pairs.get(int(c), (-1, -1))[1] for c in range(10)])
+        for part, name in zip(parts, ("curation", "held_out"), strict=True):
+            yy, at = y[part], attr[part]
+            keep = (at == common[yy]) | (at == counter[yy])
+            grp = (at == counter[yy])[keep]
+            for model, pred in (("curator", pred_c), ("other_init", pred_o)):
+                if model == "other_init" and name == "curation":
+                    continue
+                r = group_accuracy(y_true=yy[keep], y_pred=pred[part][keep], counter=grp)
+                rows.append({"seed": seed, "model": model, "half": name, "drop": r.drop})
     return rows
