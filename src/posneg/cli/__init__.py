@@ -57,6 +57,7 @@ BENCHES: tuple[str, ...] = (
     "graph",
     "image_text",
     "recsys",
+    "superres",
 )
 
 
