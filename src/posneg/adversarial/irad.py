@@ -150,31 +150,34 @@ def local_implicit_query(
             raise ValueError(f"{fn}: {name} must have shape ({b}, Q, 2); got {tuple(t.shape)}")
     if cell.shape != coord.shape:
         raise ValueError(f"{fn}: cell must have the shape of coord {tuple(coord.shape)}")
-    feat = F.unfold(feat, 3, padding=1).view(b, k * 9, h, w)
+    out_dtype = feat.dtype
+    # geometry (shifts of 1e-6, areas + 1e-9) needs float32 at least; the MLP runs in feat's dtype
+    wd = torch.promote_types(torch.promote_types(coord.dtype, feat.dtype), torch.float32)
+    coord, cell = coord.to(wd), cell.to(wd)
+    feat = F.unfold(feat.to(wd), 3, padding=1).view(b, k * 9, h, w)
     rh, rw = 1.0 / h, 1.0 / w
-    feat_coord = make_coord(h, w, flatten=False, device=feat.device, dtype=feat.dtype)
+    feat_coord = make_coord(h, w, flatten=False, device=feat.device, dtype=wd)
     feat_coord = feat_coord.permute(2, 0, 1).unsqueeze(0).expand(b, 2, h, w)
-    scale = torch.tensor([h, w], device=feat.device, dtype=coord.dtype)
+    scale = torch.tensor([h, w], device=feat.device, dtype=wd)
     rel_cell = cell * scale
     preds, areas = [], []
     for vy in (-1, 1):
         for vx in (-1, 1):
             shift = torch.tensor(
-                [vy * rh + _ENSEMBLE_EPS, vx * rw + _ENSEMBLE_EPS],
-                device=feat.device,
-                dtype=coord.dtype,
+                [vy * rh + _ENSEMBLE_EPS, vx * rw + _ENSEMBLE_EPS], device=feat.device, dtype=wd
             )
             c = (coord + shift).clamp(-1 + 1e-6, 1 - 1e-6)
             rel = (coord - _nearest(feat_coord, c)) * scale
-            inp = torch.cat([_nearest(feat, c), rel, rel_cell], dim=-1)
-            preds.append(imnet(inp.reshape(-1, inp.shape[-1])).view(b, coord.shape[1], -1))
+            inp = torch.cat([_nearest(feat, c), rel, rel_cell], dim=-1).to(out_dtype)
+            pred = imnet(inp.reshape(-1, inp.shape[-1])).view(b, coord.shape[1], -1)
+            preds.append(pred.to(wd))
             areas.append((rel[..., 0] * rel[..., 1]).abs() + _AREA_EPS)
     total = torch.stack(areas).sum(0)
     areas = [areas[3], areas[2], areas[1], areas[0]]  # each neighbour weighted by its opposite
     out = preds[0] * (areas[0] / total).unsqueeze(-1)
     for pred, area in zip(preds[1:], areas[1:], strict=True):
         out = out + pred * (area / total).unsqueeze(-1)
-    return out
+    return out.to(out_dtype)
 
 
 def _mlp(in_dim: int, out_dim: int, hidden: Sequence[int]) -> nn.Sequential:
