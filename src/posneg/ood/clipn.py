@@ -368,8 +368,8 @@ class CLIPNNoPrompt(nn.Module):
 
     Example:
         >>> prompt = CLIPNNoPrompt(context_length=8, width=4).eval()
-        >>> prompt(torch.zeros(2, 8, 4)).abs().sum()
-        tensor(0.)
+        >>> prompt(torch.zeros(2, 8, 4)).abs().sum().item()
+        0.0
     """
 
     def __init__(self, context_length: int, width: int, num_prompts: int = 16) -> None:
