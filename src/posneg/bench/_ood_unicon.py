@@ -66,8 +66,19 @@ class StagedEncoder(nn.Module):
         return self.stages(x)[-1]
 
 
-def train_unicon_ha(x: torch.Tensor, *, seed: int, steps: int = TRAIN_STEPS) -> StagedEncoder:
-    """Train :class:`StagedEncoder` with the hierarchical UniCLR loss; seeded."""
+def train_unicon_ha(
+    x: torch.Tensor,
+    *,
+    seed: int,
+    steps: int = TRAIN_STEPS,
+    unilateral: bool = True,
+    soft_aggregation: bool = True,
+) -> StagedEncoder:
+    """Train :class:`StagedEncoder` with the hierarchical UniCLR loss; seeded.
+
+    ``unilateral=False`` treats every view as its own instance (SimCLR on inliers ∪ rotations,
+    the ablation's baseline); ``soft_aggregation=False`` drops the weights (plain UniCLR).
+    """
     g = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -86,7 +97,8 @@ def train_unicon_ha(x: torch.Tensor, *, seed: int, steps: int = TRAIN_STEPS) -> 
             z = enc.heads[s](both)
             z1s.append(z[: batch.shape[0]])
             z2s.append(z[batch.shape[0] :])
-        loss = hierarchical_loss(z1s, z2s, is_inlier)
+        flags = is_inlier if unilateral else torch.zeros_like(is_inlier)
+        loss = hierarchical_loss(z1s, z2s, flags, soft_aggregation=soft_aggregation and unilateral)
         opt.zero_grad()
         loss.backward()
         opt.step()
