@@ -1,7 +1,9 @@
 """RandAugment: torchvision's magnitude table, per-sample op choice, Pillow reference, contracts.
 
-torchvision is not installable here: its table is written out below from torchvision's
-documented formula (``RandAugment._augmentation_space``), independently of the library's code.
+torchvision does not load against the CPU torch of ``make test``: its table is written out below
+from torchvision's documented formula (``RandAugment._augmentation_space``), independently of the
+library's code. The op kernels and bins are compared with torchvision itself in ``tests/peers/``
+(``make test-peers``, docs/peers.md).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """MixUp (Zhang et al., ICLR 2018): formula, reference, properties, errors.
 
-No installed package implements MixUp (timm, torchvision and kornia are not dependencies); the
-references are a naive float64 loop from the paper's equation and torch's own label smoothing
-and cross-entropy (the MixUp loss identity). This file also holds the cross-technique check that
+timm, torchvision and kornia do not load against the CPU torch of ``make test``; they are
+compared in ``tests/peers/`` (``make test-peers``, docs/peers.md). Here the references are a
+naive float64 loop from the paper's equation and torch's own label smoothing and cross-entropy
+(the MixUp loss identity). This file also holds the cross-technique check that
 no apply kernel loops over the batch in Python.
 """
 

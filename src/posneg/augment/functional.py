@@ -215,8 +215,9 @@ def solarize(x: torch.Tensor, threshold: float | torch.Tensor) -> torch.Tensor:
 def posterize(x: torch.Tensor, bits: int | torch.Tensor) -> torch.Tensor:
     """Keep the ``bits`` most significant bits per channel (``ImageOps.posterize``).
 
-    uint8: ``v & ~(2^(8 - bits) - 1)``. Floats (torchvision v2's rule): ``floor(v 2^bits)``
-    clipped to ``2^bits - 1``, divided by ``2^bits``; ``bits = 8`` leaves floats unchanged.
+    uint8: ``v & ~(2^(8 - bits) - 1)``. Floats: ``floor(v 2^bits)`` clipped to ``2^bits - 1``,
+    divided by ``2^bits`` (torchvision v2's rule for ``bits < 8``); ``bits = 8`` leaves floats
+    unchanged, where torchvision still quantises them to 256 levels (``tests/peers/``).
 
     Args:
         x: (B, C, H, W) uint8 or float images.

@@ -66,10 +66,9 @@ def dcl(
         L_r = -s(r, p(r)) / t + log sum_{c not in {r, p(r)}} exp(s(r, c) / t)
 
     one log-sum-exp over the union of the 2B - 2 same-view and cross-view negatives, as in the
-    paper's equation and in raminnakhli/Decoupled-Contrastive-Learning. (lightly's ``DCLLoss``
-    instead adds two separate log-sum-exps, one over same-view and one over cross-view
-    negatives; that is a different loss with a different gradient and is *not* what this
-    computes.) Consequences: per anchor ``L_DCL = L_NTXent - log(1 + exp(s_pos/t) /
+    paper's equation and in raminnakhli/Decoupled-Contrastive-Learning. lightly 1.6's ``DCLLoss``
+    computes the same single log-sum-exp and equals this exactly (``tests/peers/``, run by
+    ``make test-peers``). Consequences: per anchor ``L_DCL = L_NTXent - log(1 + exp(s_pos/t) /
     sum_neg exp(s/t)) <= L_NTXent``, ``dL/ds_pos = -1/t`` exactly, and the loss can be negative.
 
     "mean" averages over all 2B anchors (both views as anchors, i.e. the symmetric loss). This
