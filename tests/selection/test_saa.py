@@ -180,7 +180,7 @@ def test_errors() -> None:
         apply_saa_paste(torch.zeros(2, 4), torch.zeros(2, 4), torch.ones(2, dtype=torch.bool), None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="NaiveSampleTracker: num_samples"):
         NaiveSampleTracker(0)
-    with pytest.raises(ValueError, match="NaiveSampleTracker.load_state_dict"):
+    with pytest.raises(ValueError, match=r"NaiveSampleTracker\.load_state_dict"):
         NaiveSampleTracker(3).load_state_dict(NaiveSampleTracker(4).state_dict())
     with pytest.raises(TypeError, match="SampleAdaptiveAugmentation: augment"):
         SampleAdaptiveAugmentation(lambda x: x)  # type: ignore[arg-type]
