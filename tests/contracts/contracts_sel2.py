@@ -3,7 +3,8 @@
 ``FixMatchLoss`` is a stateless loss over (weak, strong) logits; the weak logits only give
 pseudo-labels (detached), so gradcheck differentiates the strong logits.
 ``SampleAdaptiveAugmentation`` wraps a RandAugment and draws its views and paste directions from
-the generator; like the other augmentation units it keeps the input's dtype and has no gradient contract.
+the generator; like the other augmentation units it keeps the input's dtype and has no
+gradient contract.
 """
 
 from __future__ import annotations
