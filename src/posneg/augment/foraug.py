@@ -101,6 +101,12 @@ class ForAugParams:
     bg_size: tuple[int, int]
 
 
+def _rand(*shape: int, generator: torch.Generator | None) -> torch.Tensor:
+    """float64 uniforms drawn on the generator's device (CPU or CUDA), returned on the CPU."""
+    dev = generator.device if generator is not None else torch.device("cpu")
+    return torch.rand(*shape, generator=generator, dtype=torch.float64, device=dev).cpu()
+
+
 def _pair(fn: str, name: str, v: object) -> tuple[int, int]:
     if (
         not isinstance(v, (tuple, list))
@@ -184,14 +190,14 @@ def sample_foraug_params(
         hi = lo
     elif size_mode == "mean":
         lo = hi = (rf + rb) / 2
-    u = torch.rand(b, generator=generator, dtype=torch.float64)
+    u = _rand(b, generator=generator)
     rho = lo * (1 - jitter) + u * (hi * (1 + jitter) - lo * (1 - jitter))
     s = rho / a
     area = float(hb * wb)
     gh = torch.round(torch.sqrt(area * s * h0 / w0)).clamp_min(1).to(torch.int64)
     gw = torch.round(torch.sqrt(area * s * w0 / h0)).clamp_min(1).to(torch.int64)
     th, tw = gh.clamp_max(hb), gw.clamp_max(wb)
-    uc = torch.rand(b, 2, generator=generator, dtype=torch.float64)
+    uc = _rand(b, 2, generator=generator)
     if center_crop:
         y0 = torch.round((gh - th).double() / 2).to(torch.int64)
         x0 = torch.round((gw - tw).double() / 2).to(torch.int64)
@@ -201,7 +207,7 @@ def sample_foraug_params(
     if bates_n == 0:
         z = torch.full((b, 2), 0.5, dtype=torch.float64)
     else:
-        z = torch.rand(b, 2, abs(bates_n), generator=generator, dtype=torch.float64).mean(-1)
+        z = _rand(b, 2, abs(bates_n), generator=generator).mean(-1)
         if bates_n < 0:
             z = z + 0.5 - torch.floor(z + 0.5)
     offs = []
@@ -212,7 +218,7 @@ def sample_foraug_params(
         bad = mn > mx
         mn, mx = torch.where(bad, mid, mn), torch.where(bad, mid, mx)
         offs.append(torch.round(z[:, k] * (mx - mn) + mn).to(torch.int64))
-    sig = (torch.rand(b, generator=generator) * 0.9 + 0.1) * float(mask_sigma)
+    sig = (_rand(b, generator=generator) * 0.9 + 0.1) * float(mask_sigma)
     return ForAugParams(
         sizes=torch.stack([gh, gw], 1),
         crops=torch.stack([y0, x0, th, tw], 1),
@@ -276,7 +282,8 @@ def apply_foraug(
     for i in range(b):
         gh, gw = (int(v) for v in params.sizes[i])
         y0, x0, th, tw = (int(v) for v in params.crops[i])
-        rgba = torch.cat([fg[i : i + 1], alpha[i : i + 1].to(fg.dtype)], 1)
+        work = torch.promote_types(fg.dtype, torch.float32)
+        rgba = torch.cat([fg[i : i + 1], alpha[i : i + 1]], 1).to(work)
         rgba = F.interpolate(
             rgba, size=(gh, gw), mode="bicubic", align_corners=False, antialias=True
         )[:, :, y0 : y0 + th, x0 : x0 + tw]
@@ -377,7 +384,7 @@ def choose_backgrounds(
         if pruning_ratio <= 1.0
         else torch.ones(m, dtype=torch.bool)
     )
-    u = torch.rand(b, generator=generator, dtype=torch.float64)
+    u = _rand(b, generator=generator)
     if mode == "all":
         pool = torch.nonzero(keep).flatten()
         if pool.numel() == 0:
@@ -508,7 +515,7 @@ class ForAug(nn.Module):
         if self.orig_prob > 0:
             if original is None or original.shape != x.shape:
                 raise ValueError("ForAug: orig_prob > 0 needs original images shaped like bg")
-            take = torch.rand(x.shape[0], generator=generator) < self.orig_prob
+            take = _rand(x.shape[0], generator=generator) < self.orig_prob
             take = take.to(x.device)
             x = torch.where(take[:, None, None, None], original.to(x.dtype), x)
             m = torch.where(take[:, None, None, None], torch.zeros_like(m), m)

@@ -70,7 +70,8 @@ class Coreset:
 
     Attributes:
         indices: (K,) int64 indices into the data, class by class in greedy order.
-        weights: (K,) float32 per-point weights (cluster sizes; mean 1 when normalised).
+        weights: (K,) per-point weights (cluster sizes; mean 1 when normalised), in the
+            gradients' dtype.
     """
 
     indices: torch.Tensor
@@ -186,14 +187,14 @@ def cluster_weights(sim: torch.Tensor, picks: torch.Tensor) -> torch.Tensor:
         sim: (n, n) similarities; picks: (k,) int64 picks in greedy order.
 
     Returns:
-        (k,) float32 cluster sizes (rows whose best similarity is <= 0 join no cluster).
+        (k,) cluster sizes in ``sim``'s dtype (rows whose best similarity is <= 0 join no cluster).
     """
     if picks.numel() == 0:
-        return torch.zeros(0, dtype=torch.float32, device=sim.device)
+        return torch.zeros(0, dtype=sim.dtype, device=sim.device)
     cols = sim[:, picks]
     best, arg = cols.max(dim=1)
     arg = arg[best > 0]
-    sizes = torch.bincount(arg, minlength=picks.numel()).to(torch.float32)
+    sizes = torch.bincount(arg, minlength=picks.numel()).to(sim.dtype)
     return torch.where(sizes == 0, torch.ones_like(sizes), sizes)
 
 
@@ -286,7 +287,7 @@ def select_coreset(
         w_parts.append(cluster_weights(sim, picks))
     if not idx_parts:
         empty = torch.zeros(0, dtype=torch.int64, device=gradients.device)
-        return Coreset(empty, torch.zeros(0, device=gradients.device))
+        return Coreset(empty, torch.zeros(0, dtype=gradients.dtype, device=gradients.device))
     indices = torch.cat(idx_parts).to(torch.int64)
     weights = torch.cat(w_parts)
     if normalize_weights:
@@ -300,7 +301,8 @@ def random_subset(n: int, budget: int, *, generator: torch.Generator | None = No
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"{fn}: n must be an int >= 0; got {n!r}")
     b = _budget_of(fn, n, None, budget)
-    order = torch.randperm(n, generator=generator)[:b]
+    dev = generator.device if generator is not None else torch.device("cpu")
+    order = torch.randperm(n, generator=generator, device=dev)[:b].cpu()
     return Coreset(order, torch.ones(b))
 
 
