@@ -14,7 +14,7 @@ from posneg.bench.ood import RUNNER_MODULES, BenchConfig, collect_runners, run
 def test_tiny_run(tmp_path: Path) -> None:
     cfg = BenchConfig(
         detectors=("msp", "knn", "mahalanobis_uniform"),
-        epochs=2,
+        epochs=1,
         seeds=2,
         plot_detector="msp",
         out=str(tmp_path),
@@ -36,3 +36,21 @@ def test_runner_modules_and_unknown_detector(tmp_path: Path) -> None:
     assert {"msp", "maxlogit", "energy", "knn", "mahalanobis_adv"} <= set(runners)
     with pytest.raises(harness.UsageError, match="--detector: unknown nope"):
         run(BenchConfig(detectors=("nope",), out=str(tmp_path), quiet=True))
+
+
+def test_mnist1d_tiny(tmp_path: Path) -> None:
+    cfg = BenchConfig(
+        detectors=("msp", "mahalanobis_last"),
+        dataset="mnist1d",
+        epochs=1,
+        seeds=1,
+        plot_detector="none",
+        out=str(tmp_path),
+        quiet=True,
+    )
+    result = run(cfg)
+    sets = {a["set"] for a in result["aggregate"]}
+    assert {"near", "far_noise", "far_sine"} <= sets
+    assert result["config"]["id"].startswith("mnist1d")
+    with pytest.raises(harness.UsageError, match="--dataset: unknown data set 'x'"):
+        run(BenchConfig(dataset="x", out=str(tmp_path), quiet=True))

@@ -1,5 +1,7 @@
 """The data of `posneg bench ood`: in-distribution digits 0-5 and the OOD evaluation sets.
 
+(``--dataset mnist1d``: :func:`load_ood_mnist1d`, the same roles on MNIST-1D sequences.)
+
 - **ID**: scikit-learn's 8x8 digits of classes 0-5 as ``(N, 1, 8, 8)`` float32 in ``[0, 1]``
   (pixel / 16), split per class into train / validation / test (fixed split seed).
 - **near**: digits 6-9 (same pixels, unseen classes).
@@ -27,7 +29,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ID_CLASSES", "OODData", "adversarial_sets", "load_ood_digits"]
+__all__ = [
+    "DATASETS",
+    "ID_CLASSES",
+    "OODData",
+    "adversarial_sets",
+    "load_ood_digits",
+    "load_ood_mnist1d",
+]
+
+#: ``--dataset`` values.
+DATASETS: tuple[str, ...] = ("digits", "mnist1d")
 
 ID_CLASSES = 6
 _FAR_N = 500  # test samples per far set (validation: half of it)
@@ -46,9 +58,12 @@ class OODData:
     ood_test: dict[str, torch.Tensor]
     ood_val: dict[str, torch.Tensor]
 
+    name: str = "digits"
+
     def summary(self) -> dict[str, object]:
+        shape = "8x8" if self.name == "digits" else f"length {self.train_x.shape[-1]}"
         return {
-            "id": f"digits 0-{ID_CLASSES - 1}, 8x8 in [0, 1]",
+            "id": f"{self.name} 0-{ID_CLASSES - 1}, {shape} in [0, 1]",
             "n_train": int(self.train_x.shape[0]),
             "n_val": int(self.val_x.shape[0]),
             "n_test": int(self.test_x.shape[0]),
@@ -148,6 +163,76 @@ def load_ood_digits(*, split_seed: int = 0, far_n: int = _FAR_N) -> OODData:
             "far_photo": _t(_photo_patches(far_n // 2, rng_val)),
             "far_noise": _t(_structured_noise(far_n // 2, rng_val)),
         },
+    )
+
+
+def _sequences_noise(n: int, length: int, rng: np.random.Generator) -> np.ndarray:
+    """Random walks (cumulative Gaussian steps) min-max scaled to [0, 1]."""
+    walk = np.cumsum(rng.normal(size=(n, length)), axis=1)
+    lo, hi = walk.min(axis=1, keepdims=True), walk.max(axis=1, keepdims=True)
+    return (walk - lo) / np.maximum(hi - lo, 1e-8)
+
+
+def _sequences_sine(n: int, length: int, rng: np.random.Generator) -> np.ndarray:
+    """Random sinusoids (1-4 periods, random phase), amplitude in [0.2, 0.5] around 0.5."""
+    t = np.linspace(0.0, 1.0, length)[None, :]
+    freq = rng.uniform(1.0, 4.0, size=(n, 1))
+    phase = rng.uniform(0.0, 2 * np.pi, size=(n, 1))
+    amp = rng.uniform(0.2, 0.5, size=(n, 1))
+    return 0.5 + amp * np.sin(2 * np.pi * freq * t + phase)
+
+
+def _seq(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).unsqueeze(1)
+
+
+@functools.lru_cache(maxsize=2)
+def load_ood_mnist1d(*, split_seed: int = 0, far_n: int = _FAR_N) -> OODData:
+    """MNIST-1D (posneg.data.load_mnist1d) classes 0-5 as ID, 6-9 near, noise and sines far.
+
+    Sequences ``(N, 1, 40)`` min-max scaled to [0, 1] with the train split's extremes (clipped).
+    ID: the package's train split minus 15% per class for validation; its test split for test.
+    Near: classes 6-9 of the test split (test) and of the train split (validation).
+    """
+    from posneg.data.mnist1d import load_mnist1d
+
+    d = load_mnist1d()
+    lo, hi = float(d.x_train.min()), float(d.x_train.max())
+
+    def scale(a: np.ndarray) -> np.ndarray:
+        return np.clip((np.asarray(a, dtype=np.float64) - lo) / (hi - lo), 0.0, 1.0)
+
+    xtr, ytr, xte, yte = scale(d.x_train), d.y_train, scale(d.x_test), d.y_test
+    rng = np.random.default_rng(split_seed)
+    is_id = ytr < ID_CLASSES
+    tr, va, _ = _split(ytr[is_id], rng)
+    tr = np.sort(np.concatenate([tr, _]))  # no test part from train: the test split is used
+    xi, yi = xtr[is_id], ytr[is_id]
+    length = xtr.shape[1]
+    near_val = rng.permutation(np.nonzero(~is_id)[0])[: far_n // 2]
+    rng_test, rng_val = (
+        np.random.default_rng(split_seed + 1000),
+        np.random.default_rng(split_seed + 2000),
+    )
+    id_te = yte < ID_CLASSES
+    return OODData(
+        train_x=_seq(xi[tr]),
+        train_y=torch.from_numpy(yi[tr]),
+        val_x=_seq(xi[va]),
+        val_y=torch.from_numpy(yi[va]),
+        test_x=_seq(xte[id_te]),
+        test_y=torch.from_numpy(yte[id_te]),
+        ood_test={
+            "near": _seq(xte[~id_te]),
+            "far_noise": _seq(_sequences_noise(far_n, length, rng_test)),
+            "far_sine": _seq(_sequences_sine(far_n, length, rng_test)),
+        },
+        ood_val={
+            "near": _seq(xtr[np.sort(near_val)]),
+            "far_noise": _seq(_sequences_noise(far_n // 2, length, rng_val)),
+            "far_sine": _seq(_sequences_sine(far_n // 2, length, rng_val)),
+        },
+        name="mnist1d",
     )
 
 

@@ -16,9 +16,10 @@ from torch import nn
 
 from posneg.bench import _harness as harness
 
-__all__ = ["MODEL", "OODNet", "train_classifier"]
+__all__ = ["MODEL", "MODEL_1D", "OODNet", "OODNet1d", "train_classifier"]
 
 MODEL = "CNN conv16-conv32-pool-fc64-fc (ReLU), probes: conv16, conv32, fc64; Adam"
+MODEL_1D = "1-D CNN conv16/k5-conv32/k3-pool-fc64-fc (ReLU), probes: conv16, conv32, fc64; Adam"
 
 
 class OODNet(nn.Module):
@@ -46,6 +47,31 @@ class OODNet(nn.Module):
         return [h1.mean(dim=(2, 3)), h2.mean(dim=(2, 3)), h3]
 
 
+class OODNet1d(nn.Module):
+    """The 1-D twin of :class:`OODNet` for ``(N, 1, 40)`` MNIST-1D sequences."""
+
+    def __init__(self, num_classes: int, length: int = 40) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv1d(1, 16, 5, padding=2)
+        self.conv2 = nn.Conv1d(16, 32, 3, padding=1)
+        self.fc1 = nn.Linear(32 * (length // 2), 64)
+        self.fc2 = nn.Linear(64, num_classes)
+
+    def _trunk(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        h1 = F.relu(self.conv1(x))
+        h2 = F.max_pool1d(F.relu(self.conv2(h1)), 2)
+        h3 = F.relu(self.fc1(h2.flatten(1)))
+        return h1, h2, h3
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self._trunk(x)[2])
+
+    def layer_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """``[(N, 16), (N, 32), (N, 64)]``: the two conv maps mean-pooled, then the penultimate."""
+        h1, h2, h3 = self._trunk(x)
+        return [h1.mean(dim=2), h2.mean(dim=2), h3]
+
+
 def train_classifier(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -57,10 +83,13 @@ def train_classifier(
     tick: Callable[[], None] = lambda: None,
     lr: float = 3e-3,
     batch_size: int = 64,
-) -> OODNet:
-    """Train :class:`OODNet` (initialised and shuffled from ``seed`` only); returns it in eval."""
+) -> nn.Module:
+    """Train :class:`OODNet` (:class:`OODNet1d` for ``(N, 1, L)`` inputs), initialised and
+    shuffled from ``seed`` only; returns it in eval mode."""
     with harness.seeded(device, seed):
-        model = OODNet(num_classes).to(device)
+        net: nn.Module
+        net = OODNet1d(num_classes, x.shape[-1]) if x.dim() == 3 else OODNet(num_classes)
+        model = net.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-4)
     gen = torch.Generator(device=device).manual_seed(seed)
     x, y = x.to(device), y.to(device)
