@@ -48,3 +48,30 @@ def test_generator_determinism_and_global_rng_untouched() -> None:
 def test_gamma_rejects_nonpositive_concentration() -> None:
     with pytest.raises(ValueError, match="concentration must be > 0"):
         _rng.gamma(torch.tensor([1.0, 0.0]))
+
+
+@pytest.mark.parametrize("a", [1e-3, 1e-5, 1e-8])
+def test_beta_tiny_shapes_never_nan(a: float) -> None:
+    """Gamma(a) underflows to 0 for tiny a, so X / (X + Y) would be 0/0; beta works in log space.
+
+    Beta(a, a) with a -> 0 tends to Bernoulli(1/2) on {0, 1}: draws sit at the ends, about half
+    at each.
+    """
+    g = torch.Generator().manual_seed(0)
+    x = _rng.beta(a, a, (4000,), dtype=torch.float64, generator=g)
+    assert not torch.isnan(x).any()
+    assert bool(((x >= 0) & (x <= 1)).all())
+    ends = (x < 1e-6) | (x > 1 - 1e-6)
+    assert ends.double().mean() > 0.95
+    assert abs((x > 0.5).double().mean().item() - 0.5) < 0.05
+
+
+def test_beta_equals_ratio_of_gammas_drawn_in_the_same_order() -> None:
+    """Where nothing underflows, beta is exactly X / (X + Y) of two gamma calls on one generator."""
+    for a, b in [(0.4, 0.4), (2.0, 0.7), (1.0, 3.0)]:
+        g1 = torch.Generator().manual_seed(3)
+        got = _rng.beta(a, b, (64,), dtype=torch.float64, generator=g1)
+        g2 = torch.Generator().manual_seed(3)
+        x = _rng.gamma(torch.full((64,), a, dtype=torch.float64), generator=g2)
+        y = _rng.gamma(torch.full((64,), b, dtype=torch.float64), generator=g2)
+        torch.testing.assert_close(got, x / (x + y), rtol=0, atol=0)

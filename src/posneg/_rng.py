@@ -42,14 +42,11 @@ def randperm(
     return torch.randperm(n, device=device, generator=generator)
 
 
-def gamma(concentration: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Gamma(concentration, 1) draws, one per element, by Marsaglia and Tsang (2000).
-
-    Rejection sampling vectorised over a flat view of the elements: each round redraws only the
-    rejected entries; acceptance is above 95% for shape >= 1, so a few rounds suffice. Shapes
-    below 1 use the boost ``Gamma(a) = Gamma(a + 1) * U^(1/a)``. Any shape, 0-d included.
-    """
-    shape = concentration.shape
+def _gamma_parts(
+    concentration: torch.Tensor, *, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Flat float64 pieces of Gamma draws: ``(a, g, u)`` with Gamma(a) = ``g * u^(1/a)`` where
+    ``a < 1`` (the boost) and ``g`` where ``a >= 1`` (``u`` is 1 there)."""
     a = concentration.reshape(-1).to(torch.float64)
     if bool((a <= 0).any()):
         raise ValueError("gamma: concentration must be > 0")
@@ -75,11 +72,26 @@ def gamma(concentration: torch.Tensor, *, generator: torch.Generator | None = No
         value, ok = propose(d[todo], c[todo])
         out[todo[ok]] = value[ok]
         todo = todo[~ok]
+    u = torch.ones_like(a)
     if bool(boost.any()):
-        u = torch.rand(a.shape, device=device, dtype=torch.float64, generator=generator)
-        out = torch.where(boost, out * u.clamp_min(1e-300) ** (1.0 / a), out)
+        drawn = torch.rand(a.shape, device=device, dtype=torch.float64, generator=generator)
+        u = torch.where(boost, drawn.clamp_min(1e-300), u)
+    return a, out, u
+
+
+def gamma(concentration: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Gamma(concentration, 1) draws, one per element, by Marsaglia and Tsang (2000).
+
+    Rejection sampling vectorised over a flat view of the elements: each round redraws only the
+    rejected entries; acceptance is above 95% for shape >= 1, so a few rounds suffice. Shapes
+    below 1 use the boost ``Gamma(a) = Gamma(a + 1) * U^(1/a)``, which underflows to 0 for
+    very small shapes (use :func:`beta`, which works in log space there). Any shape, 0-d
+    included.
+    """
+    a, g, u = _gamma_parts(concentration, generator=generator)
+    out = torch.where(a < 1, g * u ** (1.0 / a), g)
     dtype = concentration.dtype if concentration.is_floating_point() else torch.float32
-    return out.reshape(shape).to(dtype)
+    return out.reshape(concentration.shape).to(dtype)
 
 
 def beta(
@@ -91,9 +103,18 @@ def beta(
     dtype: torch.dtype = torch.float32,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Beta(alpha, beta) draws of ``shape``: X / (X + Y), X ~ Gamma(alpha), Y ~ Gamma(beta)."""
+    """Beta(alpha, beta) draws of ``shape``: X / (X + Y), X ~ Gamma(alpha), Y ~ Gamma(beta).
+
+    Where both Gamma draws underflow to 0 (shapes around 1e-3 and below), the ratio is taken in
+    log space, ``sigmoid(log X - log Y)``, so a draw is never NaN; elsewhere it is ``X / (X + Y)``.
+    """
     a = torch.as_tensor(alpha, dtype=torch.float64, device=device).expand(shape)
     b = torch.as_tensor(beta_, dtype=torch.float64, device=device).expand(shape)
-    x = gamma(a.contiguous(), generator=generator)
-    y = gamma(b.contiguous(), generator=generator)
-    return (x / (x + y)).to(dtype)
+    a_flat, gx, ux = _gamma_parts(a.contiguous(), generator=generator)
+    b_flat, gy, uy = _gamma_parts(b.contiguous(), generator=generator)
+    x = torch.where(a_flat < 1, gx * ux ** (1.0 / a_flat), gx)
+    y = torch.where(b_flat < 1, gy * uy ** (1.0 / b_flat), gy)
+    total = x + y
+    log_ratio = (torch.log(gx) + torch.log(ux) / a_flat) - (torch.log(gy) + torch.log(uy) / b_flat)
+    out = torch.where(total > 0, x / total.clamp_min(1e-300), torch.sigmoid(log_ratio))
+    return out.reshape(shape).to(dtype)
