@@ -135,7 +135,7 @@ class BenchConfig:
 
     Attributes:
         techniques: spec strings (``none``, ``mixup:alpha=0.4``, ``randaugment:magnitude=5``).
-            On sequences, the image-only ones (cutmix, resizemix, randaugment, corruptions)
+            On sequences, the image-only ones (randaugment, corruptions)
             are skipped and the report says why.
         dataset: ``digits`` (the 8x8 digits upsampled, 2-D CNN, corrupted test sets) or
             ``mnist1d`` (MNIST-1D sequences, 1-D CNN, no corrupted test sets).
