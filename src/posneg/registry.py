@@ -155,6 +155,18 @@ TECHNIQUES: tuple[Technique, ...] = (
     _t("CoCoSoDaLoss", "cocosoda", "mining", "mining.strategies.cocosoda", "Shi et al., CoCoSoDa, ICSE 2023", "2204.03293"),
     _t("CETLoss", "cet", "mining", "mining.strategies.cet", "Cai et al., CET, CIKM 2022", "2209.05072"),
     _t("NBPO", "nbpo", "mining", "mining.strategies.nbpo", "Yu and Qin, NBPO, SIGIR 2020"),
+    # out-of-distribution detectors
+    _t("MaxSoftmax", "msp", "ood", "ood.baselines", "Hendrycks & Gimpel, MSP baseline, ICLR 2017", "1610.02136"),
+    _t("MaxLogit", "max_logit", "ood", "ood.baselines", "Hendrycks et al., MaxLogit, ICML 2022", "1911.11132"),
+    _t("EnergyScore", "energy", "ood", "ood.baselines", "Liu et al., Energy-based OOD, NeurIPS 2020", "2010.03759"),
+    _t("KNNDistance", "knn_ood", "ood", "ood.baselines", "Sun et al., deep k-NN OOD, ICML 2022", "2204.06507"),
+    _t("Mahalanobis", "mahalanobis", "ood", "ood.mahalanobis", "Lee et al., Mahalanobis, NeurIPS 2018", "1807.03888"),
+    _t("MahalanobisEnsemble", "mahalanobis_ensemble", "ood", "ood.mahalanobis", "Lee et al., Mahalanobis (feature ensemble), NeurIPS 2018", "1807.03888"),
+    _t("EPSAD", "eps_ad", "ood", "ood.eps_ad", "Zhang et al., EPS-AD, ICML 2023", "2305.16035"),
+    _t("UniCLRLoss", "unicon_ha", "ood", "ood.unicon_ha", "Wang et al., UniCon-HA, ICCV 2023", "2308.10155"),
+    _t("CLIPNLoss", "clipn", "ood", "ood.clipn", "Wang et al., CLIPN, ICCV 2023", "2308.12213"),
+    _t("CLIPNNoPrompt", "clipn_prompt", "ood", "ood.clipn", "Wang et al., CLIPN (learnable no prompts), ICCV 2023", "2308.12213"),
+    _t("CLIPNScore", "clipn_score", "ood", "ood.clipn", "Wang et al., CLIPN (CTW and ATD), ICCV 2023", "2308.12213"),
 )  # fmt: skip
 
 #: The families, in catalogue order.

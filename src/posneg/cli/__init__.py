@@ -58,6 +58,7 @@ BENCHES: tuple[str, ...] = (
     "image_text",
     "recsys",
     "superres",
+    "ood",
 )
 
 
