@@ -244,7 +244,7 @@ def _plot(out: Path, agg: list[dict[str, Any]], msd: list[dict[str, Any]]) -> li
                 ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=m)
             ax.set_xscale("log")
             ax.invert_xaxis()
-            ax.set(xlabel="weights remaining (%)", ylabel=label, title=d)
+            ax.set(xlabel="weights remaining (%)", ylabel=label, title=d if row == 0 else "")
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.suptitle("Class-dependent compression vs plain IMP (mean ± std over seeds)")
