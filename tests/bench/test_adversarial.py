@@ -15,7 +15,14 @@ from posneg.bench._harness import UsageError
 from posneg.bench.adversarial import BenchConfig, run
 
 TINY = BenchConfig(
-    seeds=1, at_epochs=1, pgd_steps=1, irad_epochs=1, classifier_epochs=1, quiet=True, threads=1
+    seeds=1,
+    at_epochs=1,
+    pgd_steps=1,
+    irad_epochs=1,
+    classifier_epochs=1,
+    max_train=64,
+    quiet=True,
+    threads=1,
 )
 
 
@@ -64,6 +71,8 @@ def test_bad_values_are_usage_errors(tmp_path: Path) -> None:
         run(replace(TINY, parts=("nope",), out=str(tmp_path)))
     with pytest.raises(UsageError, match="--at-epochs"):
         run(replace(TINY, at_epochs=0, out=str(tmp_path)))
+    with pytest.raises(UsageError, match="--max-train"):
+        run(replace(TINY, max_train=-1, out=str(tmp_path)))
     with pytest.raises(UsageError, match="--epsilon"):
         run(replace(TINY, epsilon=2.0, out=str(tmp_path)))
 

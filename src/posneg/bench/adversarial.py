@@ -68,6 +68,7 @@ class BenchConfig:
         classifier_epochs: training epochs of the IRAD experiment's clean classifier.
         resample_shift: basic resampling's uniform shift bound, in pixels.
         batch_size: training batch size.
+        max_train: use only the first N training images (0: all 1347); the demo's shortcut.
         seeds: number of seeds.
         first_seed: the first seed.
         split_seed: seed of the train/test split (fixed across seeds).
@@ -93,6 +94,7 @@ class BenchConfig:
     classifier_epochs: int = 10
     resample_shift: float = 0.5
     batch_size: int = 128
+    max_train: int = 0
     seeds: int = 3
     first_seed: int = 0
     split_seed: int = 0
@@ -117,6 +119,8 @@ def _validate(cfg: BenchConfig) -> None:
         ("--lambda3", cfg.lambda3),
     ):
         harness.check_number(flag, v, low=0.0)
+    if cfg.max_train < 0 or cfg.max_train == 1:
+        raise harness.UsageError(f"--max-train: must be 0 (all) or >= 2; got {cfg.max_train}")
     for flag, n in (
         ("--at-epochs", cfg.at_epochs),
         ("--irad-epochs", cfg.irad_epochs),
@@ -186,9 +190,10 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     device = harness.resolve_device(cfg.device)
     data = load_image_digits(size=8, seed=cfg.split_seed)
     seeds = harness.seed_list(cfg)
+    keep = cfg.max_train or len(data.y_train)
     tensors = tuple(
         torch.as_tensor(a, device=device)
-        for a in (data.x_train, data.y_train, data.x_test, data.y_test)
+        for a in (data.x_train[:keep], data.y_train[:keep], data.x_test, data.y_test)
     )
     at_set = ATSetting(
         epsilon=cfg.epsilon,
@@ -341,7 +346,9 @@ cli = harness.command(
 )
 
 #: The demo preset: one seed, few epochs, small networks (a few seconds).
-DEMO_CONFIG = BenchConfig(seeds=1, at_epochs=2, pgd_steps=3, irad_epochs=1)
+DEMO_CONFIG = BenchConfig(
+    seeds=1, at_epochs=2, pgd_steps=3, irad_epochs=1, classifier_epochs=3, max_train=300
+)
 
 
 def demo(out: Path) -> _report.DemoSummary:
