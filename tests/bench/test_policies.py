@@ -31,7 +31,7 @@ def _ctx(kind: str) -> PolicyContext:
         train_x=tx, train_y=ty, val_x=vx, val_y=vy, test_x=sx, test_y=sy,
         kind=kind,  # type: ignore[arg-type]
         num_classes=3, make_model=lambda: net(1, 3, mean=0.5, std=0.3),
-        epochs=2, batch_size=8,
+        epochs=1, batch_size=8,
     )  # fmt: skip
 
 
@@ -66,7 +66,7 @@ def test_collects_present_modules_and_claims_reference_known_names():
 
 def test_run_writes_reports(tmp_path):
     cfg = BenchConfig(
-        policies=("none", "random_mask", "noise_mask"), epochs=1, seeds=2, train_limit=60,
+        policies=("none", "random_mask", "noise_mask"), epochs=1, seeds=2, train_limit=40,
         size=16, out=str(tmp_path), quiet=True,
     )  # fmt: skip
     result = run(cfg)
