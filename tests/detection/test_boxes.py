@@ -63,7 +63,7 @@ def test_errors_name_function_and_argument() -> None:
         box_iou(torch.zeros(2, 3), good)
     with pytest.raises(TypeError, match="box_iou: b must be a floating-point tensor"):
         box_iou(good, torch.zeros(2, 4, dtype=torch.int64))
-    with pytest.raises(TypeError, match="center_distance: a must be a torch.Tensor"):
+    with pytest.raises(TypeError, match=r"center_distance: a must be a torch\.Tensor"):
         center_distance([[0, 0, 1, 1]], good)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"centers_inside: points must have shape \(N, 2\)"):
         centers_inside(good, good)
