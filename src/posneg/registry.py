@@ -110,7 +110,7 @@ TECHNIQUES: tuple[Technique, ...] = (
     _t("AMCLLoss", "amcl", "losses", "losses.amcl", "Wang et al., AMCL, ECCV 2024", "2310.05615"),
     _t("SupConLoss", "supcon", "losses", "losses.supcon", "Khosla et al., SupCon, NeurIPS 2020", "2004.11362"),
     _t("PAMCLoss", "pamc", "losses", "losses.pamc", "Kulatilleke et al., PamC, arXiv 2022", "2209.14067"),
-    _t("NcontrastLoss", "ncontrast", "losses", "losses.pamc", "Kulatilleke et al., PamC's Ncontrast baseline (Graph-MLP), arXiv 2022", "2209.14067"),
+    _t("NcontrastLoss", "ncontrast", "losses", "losses.pamc", "Kulatilleke et al., Ncontrast baseline of PamC, arXiv 2022", "2209.14067"),
     _t("CosFaceLoss", "cosface", "losses", "losses.unpg", "Wang et al., CosFace, CVPR 2018", "1801.09414"),
     _t("ArcFaceLoss", "arcface", "losses", "losses.unpg", "Deng et al., ArcFace, CVPR 2019", "1801.07698"),
     _t("UNPGLoss", "unpg", "losses", "losses.unpg", "Jung et al., UNPG, BMVC 2022", "2203.11593"),
