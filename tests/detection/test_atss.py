@@ -259,9 +259,17 @@ def test_iou_threshold_matches_matcher(low_q: bool) -> None:
         )
 
 
+def _grid_anchors(size: float, stride: float, extent: float) -> torch.Tensor:
+    c = torch.arange(stride / 2, extent, stride, dtype=torch.float64)
+    cy, cx = torch.meshgrid(c, c, indexing="ij")
+    ctr = torch.stack((cx.flatten(), cy.flatten()), dim=1)
+    return torch.cat((ctr - size / 2, ctr + size / 2), dim=1)
+
+
 def test_iou_threshold_drops_small_boxes_atss_does_not() -> None:
-    anchors, levels, _ = _random_scene(3)
-    small = torch.tensor([[30.0, 30, 33, 33]], dtype=torch.float64)
+    levels = [_grid_anchors(16.0, 4.0, 32.0), _grid_anchors(32.0, 8.0, 32.0)]
+    anchors = torch.cat(levels)
+    small = torch.tensor([[10.0, 10, 18, 18]], dtype=torch.float64)  # best IoU 64 / 256
     lab = torch.tensor([1])
     hard = iou_threshold_assign(
         anchors=anchors, gt_boxes=small, gt_labels=lab, low_quality_matches=False
@@ -271,6 +279,13 @@ def test_iou_threshold_drops_small_boxes_atss_does_not() -> None:
         anchors=anchors, gt_boxes=small, gt_labels=lab, low_quality_matches=True
     )
     assert lq.positive.sum() >= 1
+    atss = atss_assign(
+        anchors=anchors,
+        num_anchors_per_level=[len(x) for x in levels],
+        gt_boxes=small,
+        gt_labels=lab,
+    )
+    assert atss.positive.sum() >= 1
 
 
 def test_center_in_box_filter_ignores_outside_positives() -> None:
