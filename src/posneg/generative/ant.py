@@ -412,7 +412,7 @@ class ANTUncertaintyWeighting(nn.Module):
     Example:
         >>> import torch
         >>> uw = ANTUncertaintyWeighting(num_intervals=2)
-        >>> float(uw(torch.tensor([1.0, 1.0, 3.0, 3.0])))  # 0.5 * (1/2 + 3/2)
+        >>> float(uw(torch.tensor([1.0, 1.0, 3.0, 3.0])).detach())  # 0.5 * (1/2 + 3/2)
         1.0
     """
 
