@@ -139,12 +139,23 @@ TECHNIQUES: tuple[Technique, ...] = (
     _t("ResizeMix", "resizemix", "mixing", "mixing.resizemix", "Qin et al., ResizeMix, 2020", "2012.11101"),
     _t("MinorityMix", "minority_mix", "mixing", "mixing.minority", "Kim et al., CoT minority attribute mixing, ICCV 2023", "2308.04016"),
     _t("MinorityPartnerSampler", "cot_sampler", "mixing", "mixing.minority", _COT, "2308.04016"),
+    _t("AdAutoMix", "adautomix", "mixing", "mixing.adautomix", "Qin et al., Adversarial AutoMixup, ICLR 2024", "2312.11954"),
     _t("MAALoss", "maa", "losses", "losses.maa", _COT, "2308.04016"),
     # augmentation
     _t("RandAugment", "randaugment", "augment", "augment.randaugment", "Cubuk et al., RandAugment, NeurIPS 2020", "1909.13719"),
     _t("Corruptions", "corruptions", "augment", "augment.corruptions", "Di Salvo et al., MedMNIST-C, 2024", "2406.17536"),
     _t("RandomField", "random_field", "augment", "augment.random_field", "Mansfield et al., Random Field Augmentations, PMLR 228, 2024", "2311.03629"),
     _t("Resample", "resample", "augment", "augment.resample", "Cao et al., IRAD (basic resampling), ICLR 2024", "2310.11890"),
+    _t("ForAug", "foraug", "augment", "augment.foraug", "Nauen et al., ForAug, 2025", "2503.09399"),
+    _t("MADAugPolicy", "madaug", "augment", "augment.madaug", "Hou et al., MADAug, ICCV 2023", "2309.04747"),
+    _t("NoiseMaskPolicy", "noise_mask", "augment", "augment.noise_mask", "Yavuz & Yang, Policy Gradient-Driven Noise Mask, 2024", "2406.14568"),
+    _t("InvarianceSampler", "invariance_aug", "augment", "augment.invariance", "Hounie et al., Invariance-Constrained Augmentation, ICML 2023", "2209.15031"),
+    # semi-supervised learning
+    _t("FixMatchLoss", "fixmatch", "losses", "losses.fixmatch", "Sohn et al., FixMatch, NeurIPS 2020", "2001.07685"),
+    _t("SampleAdaptiveAugmentation", "saa", "selection", "selection.saa", "Gui et al., SAA, ICCV 2023", "2309.03598"),
+    _t("CoresetSelector", "coreset", "selection", "selection.coresets", "Liu & Mirzasoleiman, Data-Efficient Augmentation, NeurIPS 2022", "2210.08363"),
+    _t("ClassDependentLoss", "class_dep_pruning", "selection", "selection.compression", "Entezari and Saukh, Class-dependent Pruning, SenSys-ML 2020", "1909.10364"),
+    _t("ObserverLabelFusion", "observer_fusion", "selection", "selection.observers", "Chalcroft et al., negative frames and observers, ASMUS 2021", "2108.04114"),
     # retrieval training strategies
     _t("STARLoss", "star", "mining", "mining.strategies.star", _STAR, "2104.08051"),
     _t("RandNegLoss", "rand_neg", "mining", "mining.strategies.randneg", _STAR, "2104.08051"),
@@ -167,6 +178,13 @@ TECHNIQUES: tuple[Technique, ...] = (
     _t("CLIPNLoss", "clipn", "ood", "ood.clipn", "Wang et al., CLIPN, ICCV 2023", "2308.12213"),
     _t("CLIPNNoPrompt", "clipn_prompt", "ood", "ood.clipn", "Wang et al., CLIPN (learnable no prompts), ICCV 2023", "2308.12213"),
     _t("CLIPNScore", "clipn_score", "ood", "ood.clipn", "Wang et al., CLIPN (CTW and ATD), ICCV 2023", "2308.12213"),
+    # adversarial attacks and defences
+    _t("FGSM", "fgsm", "adversarial", "adversarial.attacks", "Goodfellow et al., FGSM, ICLR 2015", "1412.6572"),
+    _t("PGD", "pgd", "adversarial", "adversarial.attacks", "Madry et al., PGD, ICLR 2018 (FGSM step of 2015)", "1706.06083"),
+    _t("AAERLoss", "aaer", "adversarial", "adversarial.aaer", "Lin et al., AAER, NeurIPS 2023", "2404.08154"),
+    _t("IRAD", "irad", "adversarial", "adversarial.irad", "Cao et al., IRAD, ICLR 2024", "2310.11890"),
+    # training-time layers
+    _t("MultiSampleDropout", "msd", "layers", "layers.multisample_dropout", "Inoue, Multi-Sample Dropout, arXiv 2019", "1905.09788"),
 )  # fmt: skip
 
 #: The families, in catalogue order.

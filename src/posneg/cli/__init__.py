@@ -59,6 +59,12 @@ BENCHES: tuple[str, ...] = (
     "recsys",
     "superres",
     "ood",
+    "adversarial",
+    "policies",
+    "semisup",
+    "selection",
+    "pruning",
+    "segmentation",
 )
 
 

@@ -19,6 +19,7 @@ from posneg.losses.cacr import CACRLoss, cacr
 from posneg.losses.dcl import DCLLoss, DCLWLoss, dcl, dclw
 from posneg.losses.degla import DeGLALoss, DeGLAOutput, degla_loss, ema_update_
 from posneg.losses.dice import DiceLoss, dice
+from posneg.losses.fixmatch import FixMatchLoss, FixMatchTerms, fixmatch_loss, fixmatch_terms
 from posneg.losses.focal import FocalLoss, focal
 from posneg.losses.hcl import CrossModalHCLLoss, HCLLoss, hcl, hcl_beta_schedule, hcl_cross_modal
 from posneg.losses.info_nce import InfoNCELoss, NTXentLoss, info_nce, nt_xent
@@ -77,6 +78,8 @@ __all__ = [
     "DeGLALoss",
     "DeGLAOutput",
     "DiceLoss",
+    "FixMatchLoss",
+    "FixMatchTerms",
     "FocalLoss",
     "HCLLoss",
     "InfoNCELoss",
@@ -104,6 +107,8 @@ __all__ = [
     "degla_loss",
     "dice",
     "ema_update_",
+    "fixmatch_loss",
+    "fixmatch_terms",
     "focal",
     "haar_highpass",
     "hcl",

@@ -1,4 +1,4 @@
-"""Batch mixing: MixUp, CutMix, FMix, ResizeMix and MinorityMix.
+"""Batch mixing: MixUp, CutMix, FMix, ResizeMix, MinorityMix and the learned AdAutoMix.
 
 Each technique has three layers:
 
@@ -17,6 +17,21 @@ comes back unchanged).
 """
 
 from posneg.mixing._common import MixedBatch, MixedSegBatch
+from posneg.mixing.adautomix import (
+    AdaptiveMask,
+    AdAutoMix,
+    AdAutoMixLosses,
+    AdAutoMixParams,
+    adaptive_mask,
+    adautomix_classifier_loss,
+    adautomix_cosine,
+    adautomix_generator_loss,
+    adautomix_momentum,
+    ema_update,
+    mix_sources,
+    mixed_cross_entropy,
+    sample_adautomix_params,
+)
 from posneg.mixing.cutmix import CutMix, CutMixParams, apply_cutmix, sample_cutmix_params
 from posneg.mixing.fmix import (
     FMix,
@@ -43,6 +58,10 @@ from posneg.mixing.resizemix import (
 )
 
 __all__ = [
+    "AdAutoMix",
+    "AdAutoMixLosses",
+    "AdAutoMixParams",
+    "AdaptiveMask",
     "CutMix",
     "CutMixParams",
     "FMix",
@@ -56,14 +75,23 @@ __all__ = [
     "MixedSegBatch",
     "ResizeMix",
     "ResizeMixParams",
+    "adaptive_mask",
+    "adautomix_classifier_loss",
+    "adautomix_cosine",
+    "adautomix_generator_loss",
+    "adautomix_momentum",
     "apply_cutmix",
     "apply_fmix",
     "apply_minority_mix",
     "apply_mixup",
     "apply_resizemix",
+    "ema_update",
     "fmix_masks",
     "low_frequency_images",
     "minority_pair_probabilities",
+    "mix_sources",
+    "mixed_cross_entropy",
+    "sample_adautomix_params",
     "sample_cutmix_params",
     "sample_fmix_params",
     "sample_minority_mix_params",
