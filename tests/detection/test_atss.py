@@ -269,7 +269,7 @@ def _grid_anchors(size: float, stride: float, extent: float) -> torch.Tensor:
 def test_iou_threshold_drops_small_boxes_atss_does_not() -> None:
     levels = [_grid_anchors(16.0, 4.0, 32.0), _grid_anchors(32.0, 8.0, 32.0)]
     anchors = torch.cat(levels)
-    small = torch.tensor([[10.0, 10, 18, 18]], dtype=torch.float64)  # best IoU 64 / 256
+    small = torch.tensor([[9.0, 9, 18, 17]], dtype=torch.float64)  # best IoU 72 / 256
     lab = torch.tensor([1])
     hard = iou_threshold_assign(
         anchors=anchors, gt_boxes=small, gt_labels=lab, low_quality_matches=False
@@ -286,6 +286,21 @@ def test_iou_threshold_drops_small_boxes_atss_does_not() -> None:
         gt_labels=lab,
     )
     assert atss.positive.sum() >= 1
+
+
+def test_symmetric_small_box_gets_no_positive_without_fallback() -> None:
+    """An 8x8 box: 9 candidates at IoU 1/4 and 9 at 1/16, so mean + std (unbiased) > 1/4."""
+    levels = [_grid_anchors(16.0, 4.0, 32.0), _grid_anchors(32.0, 8.0, 32.0)]
+    anchors = torch.cat(levels)
+    box = torch.tensor([[10.0, 10, 18, 18]], dtype=torch.float64)
+    vals = torch.tensor([0.25] * 9 + [1 / 16] * 9, dtype=torch.float64)
+    assert vals.mean() + vals.std() > 0.25
+    kw = {"anchors": anchors, "num_anchors_per_level": [64, 16], "gt_boxes": box}
+    plain = atss_assign(gt_labels=torch.tensor([1]), **kw)
+    assert plain.gt_index.tolist() == _reference_atss(anchors.tolist(), [64, 16], box.tolist(), 9)
+    assert not plain.positive.any()
+    fixed = atss_assign(gt_labels=torch.tensor([1]), ensure_positive=True, **kw)
+    assert int(fixed.positive.sum()) == 1
 
 
 def test_center_in_box_filter_ignores_outside_positives() -> None:
