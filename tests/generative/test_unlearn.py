@@ -105,7 +105,7 @@ def _code_calc_difference(list_of_models: list[nn.Module], initial_model: nn.Mod
         value = value / len(parameter_difference)
         avg_value = value / 2 * len(list_of_models)
         val += avg_value
-    return float(val)
+    return float(val.detach()) if isinstance(val, torch.Tensor) else val
 
 
 def _mlp(seed: int) -> nn.Module:
