@@ -72,7 +72,7 @@ def _rates(fn: str, fpr: float, fnr: float) -> tuple[float, float]:
 
 
 def _prob(fn: str, name: str, x: Any) -> torch.Tensor:
-    t = torch.as_tensor(x)
+    t = x if isinstance(x, torch.Tensor) else torch.as_tensor(x, dtype=torch.float64)
     if not t.is_floating_point():
         t = t.double()
     if torch.isnan(t).any() or (t < 0).any() or (t > 1).any():
@@ -129,7 +129,7 @@ def resampling_ceiling(*, r: Any, fpr: float, fnr: float = 0.0) -> torch.Tensor:
 def resampling_utility(
     *, r: Any, k: Any, fpr: float, fnr: float = 0.0, cost: float
 ) -> torch.Tensor:
-    """``U(k) = (1 - beta^k) / a * (c r - cost fpr (1 - r))`` (V_correct 1, V_fp -cost, abstain 0)."""
+    """``U(k) = (1 - beta^k) / a * (c r - cost fpr (1 - r))`` (V_fp = -cost, abstain 0)."""
     fn = "resampling_utility"
     fpr, fnr = _rates(fn, fpr, fnr)
     c_ = check_range(fn, "cost", cost, 0.0, float("inf"))
