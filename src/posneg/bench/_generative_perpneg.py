@@ -39,7 +39,7 @@ def _sample(
 
 def perp_neg_section(ctx: GenerativeContext, generator: torch.Generator) -> dict[str, Any]:
     """P(main) and P(negative) under CFG, composable negative CFG and Perp-Neg, per pair and w."""
-    n = int(ctx.extra.get("samples", 8 if ctx.preset == "demo" else 64))
+    n = int(str(ctx.extra.get("samples", 8 if ctx.preset == "demo" else 64)))
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator).item())
     out: dict[str, Any] = {}
     grid: list[torch.Tensor] = []
