@@ -100,7 +100,7 @@ class DetContext:
     image_size: int
     make_detector: Callable[[torch.Generator], nn.Module]
     train_detector: Callable[..., nn.Module]
-    predict: Callable[[nn.Module, torch.Tensor], list[Any]]
+    predict: Callable[..., list[Any]]
     evaluate: Callable[[list[Any], DetScenes], dict[str, float]]
     source_detector: nn.Module | None = None
     steps: int = 300

@@ -83,6 +83,19 @@ CITATION = """
 }
 """
 
+CITATION_RETINANET = """
+@inproceedings{lin2017focal,
+  title     = {Focal Loss for Dense Object Detection},
+  author    = {Lin, Tsung-Yi and Goyal, Priya and Girshick, Ross and He, Kaiming and
+               Doll{\\'a}r, Piotr},
+  booktitle = {IEEE International Conference on Computer Vision (ICCV)},
+  year      = {2017},
+  note      = {arXiv:1708.02002}
+}
+"""
+
+CITATIONS = {"ATSSAssigner": CITATION, "IoUThresholdAssigner": CITATION_RETINANET}
+
 #: ``gt_index`` / ``labels`` value of a background (negative) anchor.
 BACKGROUND = -1
 #: ``gt_index`` / ``labels`` value of an ignored anchor (no loss).
