@@ -222,7 +222,7 @@ def sample_completions(
     model.eval()
     new = []
     for _ in range(completion_length(problems.n_ops) + 2):
-        logits = model(input_ids=ids).logits[:, -1]
+        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[:, -1]
         probs = torch.softmax(logits.float() / temperature, dim=-1)
         nxt = torch.multinomial(probs, 1, generator=generator)
         new.append(nxt)
