@@ -22,7 +22,17 @@ _UNITS = [
     for t in registry.available()
     if t.family in _FAMILIES and t.name in tc.CONTRACTS and not t.name.endswith("Sampler")
 ]
-_RAISES = {"SupConLoss", "CACRLoss", "AMCLLoss", "FocalLoss", "DiceLoss", "MemoryQueue"}
+_RAISES = {
+    "SupConLoss",
+    "CACRLoss",
+    "AMCLLoss",
+    "FocalLoss",
+    "DiceLoss",
+    "MemoryQueue",
+    "FixMatchLoss",
+    "PCLSRDualContrastiveLoss",
+    "CETLoss",
+}
 
 
 def _run_with(name: str, bad: float) -> Any:

@@ -7,7 +7,8 @@ finite loss. A loss either raises ``ValueError`` naming the function and the arg
 (``supcon: features contains NaN or inf values``), or returns a non-finite value so that the
 NaN propagates to the gradient and the caller's own check, as torch's losses do. Which one is
 said in each loss' ``Raises`` section: losses whose inputs pass through masks, thresholds or
-label lookups that could hide a NaN (SupCon, CACR, AMCL, focal, Dice) check and raise; the
+label lookups that could hide a NaN (SupCon, CACR, AMCL, focal, Dice, FixMatch's confidence
+mask, PCL-SR's D-side softplus; CET's weights in ``posneg.mining``) check and raise; the
 purely arithmetic InfoNCE/NT-Xent, DCL/DCLW, HCL and MAA propagate, with no extra device
 synchronisation per step. Finite inputs give the same results either way. To stop at the
 first non-finite value, check ``torch.isfinite(loss)`` in the training loop or run under

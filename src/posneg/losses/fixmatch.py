@@ -55,6 +55,9 @@ def _check(fn: str, logits_weak: object, logits_strong: object, threshold: objec
     _checks.check_same_shape(fn, "logits_strong", strong, "logits_weak", weak)
     _checks.check_same_device(fn, "logits_strong", strong, "logits_weak", weak)
     _checks.check_same_dtype(fn, "logits_strong", strong, "logits_weak", weak)
+    # A NaN in the weak view fails the confidence threshold and would be masked out silently.
+    _checks.check_finite(fn, "logits_weak", weak)
+    _checks.check_finite(fn, "logits_strong", strong)
     return _checks.check_range(fn, "threshold", threshold, 0.0, 1.0)
 
 

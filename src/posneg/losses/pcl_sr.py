@@ -660,6 +660,9 @@ def pcl_sr_dual_contrastive_loss(
     _checks.check_same_dtype(fn, "fake_logits", fake_logits, "real_logits", real_logits)
     if real_logits.numel() == 0 or fake_logits.numel() == 0:
         raise ValueError(f"{fn}: real_logits and fake_logits must each hold at least one logit")
+    # An inf logit would vanish inside softplus/logsumexp (a finite loss): refuse it.
+    _checks.check_finite(fn, "real_logits", real_logits)
+    _checks.check_finite(fn, "fake_logits", fake_logits)
     acc = torch.promote_types(real_logits.dtype, torch.float32)
     r = real_logits.reshape(-1).to(acc)
     f = fake_logits.reshape(-1).to(acc)

@@ -442,7 +442,10 @@ class FinetuneTowers:
         return [p for p in self.model.parameters() if p.requires_grad]
 
     def _forward(self, texts: Sequence[str]) -> torch.Tensor:
-        features = self._to_device(self.model.preprocess(list(texts)), self.device)
+        # `preprocess` from sentence-transformers 5.4 (where `tokenize` is deprecated); 3.0-5.3
+        # only have `tokenize`
+        prep = getattr(self.model, "preprocess", None) or self.model.tokenize
+        features = self._to_device(prep(list(texts)), self.device)
         out = self.model(features)["sentence_embedding"]
         return F.normalize(out.float(), dim=-1)
 

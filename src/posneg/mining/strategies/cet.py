@@ -84,6 +84,8 @@ def _scores(fn: str, name: str, x: object, ref: torch.Tensor | None = None) -> t
         t = t[:, 0]
     if t.dim() != 1:
         raise ValueError(f"{fn}: {name} must have shape (P,) or (P, 1); got {tuple(t.shape)}")
+    # An inf score would hide inside softplus (a zero loss) or the weights: refuse it.
+    _checks.check_finite(fn, name, t)
     if ref is not None:
         _checks.check_same_device(fn, name, t, "pos_scores", ref)
         _checks.check_same_dtype(fn, name, t, "pos_scores", ref)
