@@ -185,6 +185,13 @@ TECHNIQUES: tuple[Technique, ...] = (
     _t("IRAD", "irad", "adversarial", "adversarial.irad", "Cao et al., IRAD, ICLR 2024", "2310.11890"),
     # training-time layers
     _t("MultiSampleDropout", "msd", "layers", "layers.multisample_dropout", "Inoue, Multi-Sample Dropout, arXiv 2019", "1905.09788"),
+    # generation steered away from negatives
+    _t("PerpNegGuidance", "perp_neg", "generative", "generative.perp_neg", "Armandpour et al., Perp-Neg, arXiv 2023", "2304.04968"),
+    _t("NegToMe", "negtome", "generative", "generative.negtome", "Singh et al., NegToMe, arXiv 2024", "2412.01339"),
+    _t("ANTUncertaintyWeighting", "ant_uw", "generative", "generative.ant", "Go et al., ANT, NeurIPS 2023", "2306.00354"),
+    _t("AugmentedConditioning", "augmented_conditioning", "generative", "generative.augmented_conditioning", "Chen et al., Augmented Conditioning, arXiv 2025", "2502.04475"),
+    _t("EWCPenalty", "ewc_adapt", "generative", "generative.unlearn", "Tiwary et al., Adapt-then-Unlearn, TMLR 2025", "2309.14054"),
+    _t("RepulsionLoss", "repulsion_unlearn", "generative", "generative.unlearn", "Tiwary et al., Adapt-then-Unlearn, TMLR 2025", "2309.14054"),
 )  # fmt: skip
 
 #: The families, in catalogue order.

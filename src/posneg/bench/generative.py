@@ -101,6 +101,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
     device = torch.device("cpu")
     runs: list[dict[str, Any]] = []
+    details: dict[str, str] = {}
     images: dict[str, torch.Tensor] = {}
     grid_rows: dict[str, int] = {}
     with (
@@ -152,6 +153,9 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
                 if img is not None and name not in images:
                     images[name], grid_rows[name] = img, n_rows
                 for key, value in metrics.items():
+                    if isinstance(value, str):  # a description (intervals, settings), not a metric
+                        details.setdefault(f"{name}/{key}", value)
+                        continue
                     runs.append(
                         {
                             "section": name,
@@ -170,6 +174,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         f"{ddpm_cfg.steps} steps ({'loaded from cache' if cached else 'trained'}), DDIM "
         f"{cfg.sample_steps} steps; seeds {seeds}; setup {setup_seconds:.0f} s.",
     ]
+    notes += [f"{key} (first seed): {text}" for key, text in details.items()]
     if cfg.ddpm_steps == 0:
         notes.append("The DDPM is UNTRAINED (--ddpm-steps 0): the numbers test the plumbing only.")
     for m in modules:

@@ -65,6 +65,7 @@ BENCHES: tuple[str, ...] = (
     "selection",
     "pruning",
     "segmentation",
+    "generative",
 )
 
 
