@@ -461,14 +461,14 @@ cli = harness.command(
     flags={"assigners": ("--assigner", "-a"), "batch_size": ("--batch-size", "-b")},
 )
 
-#: The demo preset: both assigners, one seed, 60 scenes, 20 steps, no sections.
+#: The demo preset: both assigners, one seed, 32 scenes, 10 steps, no sections.
 DEMO_CONFIG = BenchConfig(
-    seeds=1, train_scenes=60, test_scenes=30, target_scenes=10, steps=20, sections=False
+    seeds=1, train_scenes=32, test_scenes=16, target_scenes=4, steps=10, sections=False
 )
 
 
 def demo(out: Path) -> _report.DemoSummary:
-    """A small preset for `posneg demo`: both assigners, one seed, 20 steps."""
+    """A small preset for `posneg demo`: both assigners, one seed, 10 steps (a smoke run)."""
     result = run(BenchConfig(**{**asdict(DEMO_CONFIG), "out": str(out)}))
     rows = [(a["assigner"], "AP50 (%)", f"{100 * a['ap50_mean']:.1f}") for a in result["aggregate"]]
     return _report.DemoSummary(family="detection", rows=rows, report=Path(result["report"]))
