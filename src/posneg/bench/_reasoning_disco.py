@@ -11,8 +11,9 @@ stress tests. The check here (the card's small CPU version; no LLM, no download)
   shortcut flag. The teacher is the same MLP trained on a larger shortcut-free set.
 - **Generator** (the LLM stand-in): for an entailment example, target contradiction (span = the
   object) or neutral (span = the subject), and a proposal that is a valid new word (40%), the
-  original word copied (20%), a word of the wrong slot (20%), a negated word (10%) or a
-  forbidden phrase (10%): mostly invalid, as the card asks.
+  original word copied (15%), an adjective before the original word ("big ball": the label
+  does not change, and no heuristic sees it; 25%), a word of the wrong slot (10%), a negated
+  word (5%) or a forbidden phrase (5%): mostly invalid, as the card asks.
 - **Arms**: (a) the original data, (b) + every proposal labelled with its target,
   (c) + the proposals DISCO keeps (:class:`~posneg.text.disco.DiscoPipeline`, heuristics with
   whole-word negation, teacher threshold 0.25). Also counted: how many proposals the released
@@ -37,6 +38,7 @@ __all__ = ["SECTIONS", "disco_section", "make_nli"]
 SUBJ = ("man", "woman", "boy", "girl", "dog", "cat")
 VERB = ("holds", "sees", "likes", "finds")
 OBJ = ("ball", "book", "cup", "hat", "kite", "notebook")
+ADJ = ("big", "old", "small", "red")
 WORDS = ("the", "really", "not", "[blank]", *SUBJ, *VERB, *OBJ)
 _IDX = {w: i for i, w in enumerate(WORDS)}
 ENT, NEU, CON = 0, 1, 2
@@ -63,15 +65,22 @@ def make_nli(
     return prem, hyp, lab
 
 
+def _slots(sentence: str) -> tuple[str, str, str]:
+    """(subject, verb, object): the word before the verb, the verb, the last word."""
+    words = [w for w in sentence.split() if w != "really"]
+    verb = next((i for i, w in enumerate(words) if w in VERB), None)
+    if verb is None or verb == 0:
+        return ("the", "the", words[-1] if words else "the")
+    return (words[verb - 1], words[verb], words[-1])
+
+
 def _features(prem: list[str], hyp: list[str]) -> torch.Tensor:
-    """Slot one-hots of both sentences (subject, verb, object; unknown words -> their own ids)."""
+    """Slot one-hots of both sentences (unknown words -> the id of ``"the"``) and the shortcut."""
     rows = []
     for p, h in zip(prem, hyp, strict=True):
         x = torch.zeros(6 * len(WORDS) + 1)
-        pw = p.split()
-        hw = [w for w in h.split() if w != "really"]
-        for k, sent in enumerate((pw, hw)):
-            for j, w in enumerate((sent[1], sent[2], sent[-1])):
+        for k, sent in enumerate((p, h)):
+            for j, w in enumerate(_slots(sent)):
                 x[(3 * k + j) * len(WORDS) + _IDX.get(w, 0)] = 1.0
         x[-1] = float("really" in h.split())
         rows.append(x)
@@ -105,23 +114,25 @@ def _propose(p: str, h: str, span: str, target: int, g: torch.Generator | None) 
     pick = vocab[int(torch.randint(len(vocab), (1,), generator=g))]
     if u < 0.4:
         return [pick]
-    if u < 0.6:
+    if u < 0.55:
         return [span]
     if u < 0.8:
-        return [VERB[int(torch.randint(len(VERB), (1,), generator=g))]]
+        return [f"{ADJ[int(torch.randint(len(ADJ), (1,), generator=g))]} {span}"]
     if u < 0.9:
+        return [VERB[int(torch.randint(len(VERB), (1,), generator=g))]]
+    if u < 0.95:
         return [f"not {pick}"]
     return ["[blank]"]
 
 
 def _truth(p: str, h: str) -> int | None:
     """The true label of a template pair, ``None`` when the premise is malformed."""
-    pw, hw = p.split(), [w for w in h.split() if w != "really"]
-    if len(pw) != 5 or pw[1] not in SUBJ or pw[2] not in VERB or pw[4] not in OBJ:
+    (s1, v1, o1), (s2, _, o2) = _slots(p), _slots(h)
+    if s1 not in SUBJ or v1 not in VERB or o1 not in OBJ or len(p.split()) > 6:
         return None
-    if pw[1] != hw[1]:
+    if s1 != s2:
         return NEU
-    return ENT if pw[4] == hw[4] else CON
+    return ENT if o1 == o2 else CON
 
 
 def disco_section(ctx: ReasoningContext, g: torch.Generator) -> dict[str, Any]:
