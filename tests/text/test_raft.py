@@ -153,3 +153,22 @@ def test_errors() -> None:
         pack_texts([[1]], block_size=0)
     with pytest.raises(TypeError, match="raft_iteration: selector must be a RAFTSelector"):
         raft_iteration([1], generate=None, reward=None, train=None, selector=None)  # type: ignore[arg-type]
+
+
+def test_raft_iteration_discard_and_logged_reward() -> None:
+    prompts = [0, 1]
+    responses = {0: [5, 9, 7, 1], 1: [2, 4, 6, 8]}  # 4 samples per prompt (alpha = 0.25)
+
+    def generate(ps, k):  # type: ignore[no-untyped-def]
+        return [x for p in ps for x in responses[p][:k]]
+
+    res = raft_iteration(
+        prompts,
+        generate=generate,
+        reward=lambda ps, rs: torch.tensor([float(x) for x in rs]),
+        train=lambda ps, rs: 0.0,
+        selector=RAFTSelector(top_fraction=0.25),
+        discard=lambda p, r: p == 1 or r == 9,  # every sample of prompt 1 dropped
+    )
+    assert res.kept_prompts == [0] and res.kept_responses == [7]
+    assert res.policy_reward == (5 + 2) / 2  # sample 0 of each prompt, as LMFlow logs

@@ -335,7 +335,7 @@ def raft_iteration(
     reward: Callable[[Sequence[P], Sequence[R]], torch.Tensor],
     train: Callable[[list[P], list[R]], float],
     selector: RAFTSelector,
-    discard: Callable[[R], bool] | None = None,
+    discard: Callable[[P, R], bool] | None = None,
 ) -> RaftIterationResult[P, R]:
     """One RAFT iteration: sample, score, select with ``selector``, fine-tune on the kept pairs.
 
@@ -347,7 +347,8 @@ def raft_iteration(
         train: ``train(prompts, responses)``: fine-tunes the policy, returns a loss.
         selector: :class:`RAFTSelector` (``"local"``: K = ``int(1/top_fraction)``; ``"top"``:
             K = 1).
-        discard: optional ``discard(response) -> bool`` (LMFlow's ``_discard_sample``).
+        discard: optional ``discard(prompt, response) -> bool``: samples to drop (LMFlow's
+            ``_discard_sample`` looks at the response only; a verifier may need the prompt).
     """
     if len(prompts) == 0:
         raise ValueError("raft_iteration: prompts must not be empty")
@@ -366,7 +367,9 @@ def raft_iteration(
     r = torch.as_tensor(reward(rep, responses), dtype=torch.float64).reshape(m, k)
     disc = None
     if discard is not None:
-        disc = torch.tensor([discard(x) for x in responses], dtype=torch.bool).reshape(m, k)
+        disc = torch.tensor(
+            [discard(p, x) for p, x in zip(rep, responses, strict=True)], dtype=torch.bool
+        ).reshape(m, k)
     sel = selector(r, disc)
     kp = [prompts[i] for i in sel.prompt.tolist()]
     kr = [
