@@ -64,6 +64,14 @@ def test_at_runs_are_deterministic_and_baseline_ignores_lambdas() -> None:
         == train_at("aaer", s, data, 3, lambda: None)["curve"]["pgd"]
     )
     assert small_cnn()(x).shape == (40, 10)
+    assert small_cnn(size=16, width=4)(torch.rand(2, 1, 16, 16)).shape == (2, 10)
+
+
+def test_upsampled_training_images(tmp_path: Path) -> None:
+    res = run(replace(TINY, parts=("at",), at_size=16, at_width=4, out=str(tmp_path)))
+    assert {r["method"] for r in res["at_runs"]} == {"fgsm_at", "aaer"}
+    assert res["irad_aggregate"] == []
+    assert "16x16" in (tmp_path / "results.md").read_text()
 
 
 def test_bad_values_are_usage_errors(tmp_path: Path) -> None:
@@ -73,6 +81,10 @@ def test_bad_values_are_usage_errors(tmp_path: Path) -> None:
         run(replace(TINY, at_epochs=0, out=str(tmp_path)))
     with pytest.raises(UsageError, match="--max-train"):
         run(replace(TINY, max_train=-1, out=str(tmp_path)))
+    with pytest.raises(UsageError, match="--at-size"):
+        run(replace(TINY, at_size=7, out=str(tmp_path)))
+    with pytest.raises(UsageError, match="--at-width"):
+        run(replace(TINY, at_width=0, out=str(tmp_path)))
     with pytest.raises(UsageError, match="--epsilon"):
         run(replace(TINY, epsilon=2.0, out=str(tmp_path)))
 

@@ -29,16 +29,20 @@ PGD_SEED = 1234
 MODEL = "CNN conv16-conv32-maxpool-fc64-fc10 (ReLU, no BN); Adam, one-cycle lr (linear)"
 
 
-def small_cnn(num_classes: int = 10) -> nn.Module:
-    """The 8x8 digits CNN of the adversarial bench (no BatchNorm, so train/eval agree)."""
+def small_cnn(num_classes: int = 10, *, size: int = 8, width: int = 16) -> nn.Module:
+    """The digits CNN of the adversarial bench (no BatchNorm, so train/eval agree).
+
+    ``size``: the images' side (even); ``width``: channels of the first conv (the second has
+    twice as many).
+    """
     return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1),
+        nn.Conv2d(1, width, 3, padding=1),
         nn.ReLU(),
-        nn.Conv2d(16, 32, 3, padding=1),
+        nn.Conv2d(width, 2 * width, 3, padding=1),
         nn.ReLU(),
         nn.MaxPool2d(2),
         nn.Flatten(),
-        nn.Linear(32 * 16, 64),
+        nn.Linear(2 * width * (size // 2) ** 2, 64),
         nn.ReLU(),
         nn.Linear(64, num_classes),
     )
@@ -59,6 +63,7 @@ class ATSetting:
     lr: float
     batch_size: int
     pgd_steps: int
+    width: int = 16
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -90,7 +95,9 @@ def train_at(
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        model = small_cnn(int(y_tr.max()) + 1).to(device)
+        model = small_cnn(int(y_tr.max()) + 1, size=int(x_tr.shape[-1]), width=setting.width).to(
+            device
+        )
     gen = torch.Generator(device=device).manual_seed(seed)
     n, bs = x_tr.shape[0], min(setting.batch_size, x_tr.shape[0])
     steps = math.ceil(n / bs)

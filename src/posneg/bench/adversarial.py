@@ -61,6 +61,9 @@ class BenchConfig:
         project: clip the training perturbation to epsilon (RS); off: N-FGSM / N-AAER.
         lambda1, lambda2, lambda3: AAER weights.
         at_epochs: adversarial-training epochs.
+        at_size: side of the adversarial-training images (8: the originals; 16 or 32:
+            bilinear upsampling, :func:`~posneg.data.images.load_image_digits`).
+        at_width: channels of the adversarial-training CNN's first conv (second: twice).
         lr: peak learning rate of the one-cycle Adam schedule (adversarial training).
         pgd_steps: PGD steps of every evaluation (step 2.5 epsilon / steps).
         irad_epsilon: L-inf radius of the oblivious attacks of the IRAD experiment.
@@ -87,6 +90,8 @@ class BenchConfig:
     lambda2: float = 2.5
     lambda3: float = 1.5
     at_epochs: int = 8
+    at_size: int = 8
+    at_width: int = 16
     lr: float = 3e-3
     pgd_steps: int = 5
     irad_epsilon: float = 0.1
@@ -112,6 +117,8 @@ def _validate(cfg: BenchConfig) -> None:
     harness.check_number("--irad-epsilon", cfg.irad_epsilon, low=0.0, high=1.0, closed="high")
     harness.check_number("--alpha", cfg.alpha, low=0.0, closed="none")
     harness.check_number("--lr", cfg.lr, low=0.0, closed="none")
+    if cfg.at_size < 2 or cfg.at_size % 2:
+        raise harness.UsageError(f"--at-size: must be even and >= 2; got {cfg.at_size}")
     harness.check_number("--resample-shift", cfg.resample_shift, low=0.0)
     for flag, v in (
         ("--lambda1", cfg.lambda1),
@@ -123,6 +130,7 @@ def _validate(cfg: BenchConfig) -> None:
         raise harness.UsageError(f"--max-train: must be 0 (all) or >= 2; got {cfg.max_train}")
     for flag, n in (
         ("--at-epochs", cfg.at_epochs),
+        ("--at-width", cfg.at_width),
         ("--irad-epochs", cfg.irad_epochs),
         ("--classifier-epochs", cfg.classifier_epochs),
         ("--pgd-steps", cfg.pgd_steps),
@@ -180,7 +188,7 @@ def _plot(out: Path, at_runs: Sequence[dict[str, Any]], cfg: BenchConfig) -> lis
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"FGSM-AT vs AAER on 8x8 digits, eps = {cfg.epsilon}")
+    fig.suptitle(f"FGSM-AT vs AAER on {cfg.at_size}x{cfg.at_size} digits, eps = {cfg.epsilon}")
     return [_report.save_figure(fig, out / "adversarial_training.png")]
 
 
@@ -195,6 +203,11 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         torch.as_tensor(a, device=device)
         for a in (data.x_train[:keep], data.y_train[:keep], data.x_test, data.y_test)
     )
+    at_data = data if cfg.at_size == 8 else load_image_digits(size=cfg.at_size, seed=cfg.split_seed)
+    at_tensors = tuple(
+        torch.as_tensor(a, device=device)
+        for a in (at_data.x_train[:keep], at_data.y_train[:keep], at_data.x_test, at_data.y_test)
+    )
     at_set = ATSetting(
         epsilon=cfg.epsilon,
         random_start=cfg.random_start,
@@ -207,6 +220,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         lr=cfg.lr,
         batch_size=cfg.batch_size,
         pgd_steps=cfg.pgd_steps,
+        width=cfg.at_width,
     )
     irad_set = IRADSetting(
         epsilon=cfg.irad_epsilon,
@@ -226,7 +240,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         done = harness.run_grid(
             jobs,
             lambda job, tick: (
-                train_at(job[1], at_set, tensors, job[2], tick)  # type: ignore[arg-type]
+                train_at(job[1], at_set, at_tensors, job[2], tick)  # type: ignore[arg-type]
                 if job[0] == "at"
                 else train_irad(irad_set, tensors, job[2], tick)  # type: ignore[arg-type]
             ),
@@ -264,7 +278,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         device=device,
         threads=threads,
         data=data.name,
-        model=MODEL,
+        model=f"{MODEL}; AT: width {cfg.at_width}, {cfg.at_size}x{cfg.at_size} images",
         pgd_seed=PGD_SEED,
         defences=list(DEFENCES),
         elapsed_seconds=round(elapsed, 1),
@@ -301,7 +315,9 @@ def _notes(
     if not cfg.random_start:
         start = "x (no random start), " + ("projected" if cfg.project else "not projected")
     notes = [
-        f"Setup: 8x8 digits in [0, 1]; {n} seed(s); adversarial training eps = {cfg.epsilon}, "
+        f"Setup: digits in [0, 1] ({cfg.at_size}x{cfg.at_size}, CNN width {cfg.at_width} "
+        f"for adversarial training; 8x8 for IRAD); {n} seed(s); adversarial training "
+        f"eps = {cfg.epsilon}, "
         f"step {cfg.alpha} eps, start {start}, {cfg.at_epochs} epochs; PGD-{cfg.pgd_steps} "
         f"step 2.5 eps/steps; IRAD: oblivious attacks at eps = {cfg.irad_epsilon}.",
     ]
