@@ -192,6 +192,11 @@ TECHNIQUES: tuple[Technique, ...] = (
     _t("AugmentedConditioning", "augmented_conditioning", "generative", "generative.augmented_conditioning", "Chen et al., Augmented Conditioning, arXiv 2025", "2502.04475"),
     _t("EWCPenalty", "ewc_adapt", "generative", "generative.unlearn", "Tiwary et al., Adapt-then-Unlearn, TMLR 2025", "2309.14054"),
     _t("RepulsionLoss", "repulsion_unlearn", "generative", "generative.unlearn", "Tiwary et al., Adapt-then-Unlearn, TMLR 2025", "2309.14054"),
+    # negatives for text generators
+    _t("RAFTSelector", "raft", "text", "text.raft", "Dong et al., RAFT, TMLR 2023", "2304.06767"),
+    _t("ImperfectVerifier", "resampling_limits", "text", "text.verifiers", "Stroebl et al., Inference Scaling fLaws, arXiv 2024", "2411.17501"),
+    _t("PerStepDPOLoss", "per_step_dpo", "text", "text.per_step", "Setlur et al., RL on Incorrect Synthetic Data, NeurIPS 2024", "2406.14532"),
+    _t("DiscoTeacherFilter", "disco", "text", "text.disco", "Chen et al., DISCO, ACL 2023", "2212.10534"),
 )  # fmt: skip
 
 #: The families, in catalogue order.

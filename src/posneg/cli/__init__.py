@@ -66,6 +66,7 @@ BENCHES: tuple[str, ...] = (
     "pruning",
     "segmentation",
     "generative",
+    "reasoning",
 )
 
 
