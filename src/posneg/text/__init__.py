@@ -2,8 +2,8 @@
 
 RAFT's reward-ranked selection and SFT (:mod:`posneg.text.raft`), resampling with imperfect
 verifiers (:mod:`posneg.text.verifiers`), per-step negatives from incorrect traces
-(:mod:`posneg.text.per_step`) and DISCO's counterfactual filtering (:mod:`posneg.text.disco`). transformers is needed only by the code that runs a
-model, and is imported there lazily.
+(:mod:`posneg.text.per_step`) and DISCO's counterfactual filtering (:mod:`posneg.text.disco`).
+transformers is needed only by the code that runs a model, and is imported there lazily.
 """
 
 from __future__ import annotations
