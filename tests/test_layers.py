@@ -248,3 +248,19 @@ def test_every_bench_file_keeps_to_its_recipe_size() -> None:
     }
     assert {"contrastive.py", "mixing.py", "imbalance.py", "retrieval.py"} <= set(sizes)
     assert not {name: n for name, n in sizes.items() if n > 500}
+
+
+def test_test_file_names_are_unique() -> None:
+    """Test folders have no ``__init__.py``, so pytest imports each file by its base name: two
+    files named alike (``tests/a/test_metrics.py``, ``tests/b/test_metrics.py``) cannot both be
+    collected in one run ("import file mismatch")."""
+    tests = Path(__file__).resolve().parent
+    seen: dict[str, Path] = {}
+    clashes = []
+    for path in sorted(tests.rglob("*.py")):
+        if path.name == "conftest.py" or "__pycache__" in path.parts:
+            continue
+        if path.name in seen:
+            clashes.append(f"{seen[path.name].relative_to(tests)} and {path.relative_to(tests)}")
+        seen.setdefault(path.name, path)
+    assert not clashes, f"test files share a base name: {clashes}"
