@@ -197,6 +197,11 @@ TECHNIQUES: tuple[Technique, ...] = (
     _t("ImperfectVerifier", "resampling_limits", "text", "text.verifiers", "Stroebl et al., Inference Scaling fLaws, arXiv 2024", "2411.17501"),
     _t("PerStepDPOLoss", "per_step_dpo", "text", "text.per_step", "Setlur et al., RL on Incorrect Synthetic Data, NeurIPS 2024", "2406.14532"),
     _t("DiscoTeacherFilter", "disco", "text", "text.disco", "Chen et al., DISCO, ACL 2023", "2212.10534"),
+    # positives and negatives in detection
+    _t("ATSSAssigner", "atss", "detection", "detection.atss", "Zhang et al., ATSS, CVPR 2020", "1912.02424"),
+    _t("IoUThresholdAssigner", "iou_assigner", "detection", "detection.atss", "Lin et al., RetinaNet IoU-threshold assignment, ICCV 2017", "1708.02002"),
+    _t("CQDINOSelectionLoss", "cq_dino", "detection", "detection.cq_dino", "Sun et al., CQ-DINO, arXiv 2025", "2503.18430"),
+    _t("CategoryTreeAggregation", "cq_dino_tree", "detection", "detection.cq_dino", "Sun et al., CQ-DINO (category tree), arXiv 2025", "2503.18430"),
 )  # fmt: skip
 
 #: The families, in catalogue order.

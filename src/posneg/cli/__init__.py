@@ -67,6 +67,7 @@ BENCHES: tuple[str, ...] = (
     "segmentation",
     "generative",
     "reasoning",
+    "detection",
 )
 
 

@@ -15,6 +15,22 @@ from posneg.detection.atss import (
     iou_threshold_assign,
 )
 from posneg.detection.boxes import box_area, box_centers, box_iou, center_distance, centers_inside
+from posneg.detection.cq_dino import (
+    CategoryContrastiveHead,
+    CategoryTreeAggregation,
+    CQDINOSelectionLoss,
+    GradientShare,
+    ancestor_mask,
+    asymmetric_loss,
+    category_positive_map,
+    contrastive_logits,
+    focal_logit_gradient,
+    gradient_share,
+    select_top_k,
+    tree_aggregate,
+    tree_depths,
+    tree_weights,
+)
 from posneg.detection.metrics import Detections, average_precision
 
 __all__ = [
@@ -22,14 +38,28 @@ __all__ = [
     "IGNORE",
     "ATSSAssigner",
     "Assignment",
+    "CQDINOSelectionLoss",
+    "CategoryContrastiveHead",
+    "CategoryTreeAggregation",
     "Detections",
+    "GradientShare",
     "IoUThresholdAssigner",
+    "ancestor_mask",
+    "asymmetric_loss",
     "atss_assign",
     "average_precision",
     "box_area",
     "box_centers",
     "box_iou",
+    "category_positive_map",
     "center_distance",
     "centers_inside",
+    "contrastive_logits",
+    "focal_logit_gradient",
+    "gradient_share",
     "iou_threshold_assign",
+    "select_top_k",
+    "tree_aggregate",
+    "tree_depths",
+    "tree_weights",
 ]
