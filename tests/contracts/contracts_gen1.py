@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from contract_kit import B, D, Contract, Inputs, call_module, loss, randn
+from contract_kit import B, Contract, D, Inputs, call_module, loss, randn
 
 
 def _eps(dtype: torch.dtype, device: torch.device, g: torch.Generator) -> Inputs:
