@@ -109,7 +109,7 @@ typecheck: $(VENV)/.installed-dev
 # Speed and memory against peer libraries (benchmarks/*.py, figures in docs/benchmarks.md); not
 # `posneg bench`, which measures quality (accuracy, recall) on embedded data. Slow: minutes each.
 # One script: make speed ONLY=mixing
-ONLY ?= contrastive oversampling mixing augment corruptions knn mining
+ONLY ?= contrastive oversampling mixing augment corruptions knn mining pamc
 speed: $(VENV)/.installed-dev
 	for name in $(ONLY); do $(PY) benchmarks/$$name.py || exit 1; done
 
