@@ -144,7 +144,8 @@ def test_epsilon_zero_returns_x_and_attack_raises_loss() -> None:
     torch.testing.assert_close(pgd(model, x, y, epsilon=0.0, step_size=0.1, steps=3), x)
     ce = nn.functional.cross_entropy
     adv = pgd(model, x, y, epsilon=0.1, step_size=0.02, steps=10, random_start=False, clamp=None)
-    assert float(ce(model(adv), y)) > float(ce(model(x), y))
+    with torch.no_grad():
+        assert float(ce(model(adv), y)) > float(ce(model(x), y))
 
 
 def test_generator_leaves_global_rng_and_model_grads_alone() -> None:

@@ -30,7 +30,7 @@ Example:
     >>> import torch
     >>> acc = resampling_accuracy(r=torch.tensor(0.5), k=torch.arange(1, 4), fpr=0.25)
     >>> [round(x, 4) for x in acc.tolist()]
-    [0.5, 0.6875, 0.7344]
+    [0.5, 0.6875, 0.7578]
     >>> round(float(resampling_ceiling(r=torch.tensor(0.5), fpr=0.25)), 4)
     0.8
 """
