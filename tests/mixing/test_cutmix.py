@@ -1,7 +1,8 @@
 """CutMix (Yun et al., ICCV 2019): formula, properties, errors.
 
-No installed package implements CutMix (timm, torchvision and kornia are not dependencies); the
-reference is a naive loop from the paper's box rule and equation, in float64.
+timm, torchvision and kornia do not load against the CPU torch of ``make test``; they are
+compared in ``tests/peers/`` (``make test-peers``). Here the reference is a naive loop from the
+paper's box rule and equation, in float64.
 """
 
 from __future__ import annotations

@@ -106,9 +106,10 @@ def sample_cutmix_params(
     For each sample (or once for the batch): ``cut_h = floor(H sqrt(1 - lam))``,
     ``cut_w = floor(W sqrt(1 - lam))``, centre ``(cy, cx)`` uniform over the pixel grid,
     ``y0 = clip(cy - cut_h // 2, 0, H)``, ``y1 = clip(cy - cut_h // 2 + cut_h, 0, H)`` (columns
-    alike). The official code and timm use ``cy + cut_h // 2`` as the far edge, which makes the
-    unclipped box one pixel short for odd sides; here the unclipped box has exactly
-    ``cut_h x cut_w`` pixels. Either way the label weight is the realised area (``params.lam``).
+    alike). The official code uses ``cy + cut_h // 2`` as the far edge, which makes the
+    unclipped box one pixel short for odd sides (torchvision v2's box is short the same way);
+    here, as in timm 1.0's ``rand_bbox``, the unclipped box has exactly ``cut_h x cut_w``
+    pixels (``tests/peers/``). Either way the label weight is the realised area (``params.lam``).
 
     Sequences (``size = (L,)`` or an int L): the 1-D analogue of the same rule,
     ``cut = floor(L (1 - lam))`` (the side ratio is ``1 - lam`` itself, as the area share is
