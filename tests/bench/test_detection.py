@@ -59,6 +59,10 @@ def test_bad_values_name_the_flag(tmp_path: Path) -> None:
         detection.run(replace(TINY, out=str(tmp_path), assigners=("maxiou",)))
     with pytest.raises(harness.UsageError, match="--steps"):
         detection.run(replace(TINY, out=str(tmp_path), steps=0))
+    with pytest.raises(harness.UsageError, match="--classes"):
+        detection.run(replace(TINY, out=str(tmp_path), classes=11))
+    with pytest.raises(harness.UsageError, match="--min-size"):
+        detection.run(replace(TINY, out=str(tmp_path), min_size=40.0))
 
 
 def test_scenes_and_box_coding() -> None:
@@ -74,6 +78,10 @@ def test_scenes_and_box_coding() -> None:
         5, domain="target", long_tail=10.0, generator=torch.Generator().manual_seed(0)
     )
     assert torch.equal(s.images, again.images)
+    few = make_scenes(8, classes=3, min_size=12.0, generator=torch.Generator().manual_seed(1))
+    assert int(torch.cat(few.labels).max()) <= 2
+    with pytest.raises(ValueError, match="make_scenes: classes"):
+        make_scenes(1, classes=0, generator=torch.Generator())
     model = TinyDetector()
     boxes = torch.tensor([[3.0, 4.0, 20.0, 15.0]]).expand(len(model.anchors), 4)
     torch.testing.assert_close(decode(encode(boxes, model.anchors), model.anchors), boxes)

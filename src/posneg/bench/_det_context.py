@@ -71,7 +71,8 @@ class DetContext:
         target_test: held-out target-domain scenes for target AP.
         longtail_train: source-domain scenes whose classes follow a long-tailed distribution
             (class 0 most frequent, class ``num_classes - 1`` rarest).
-        num_classes: number of object classes (10 digits).
+        num_classes: number of object classes (digits ``0 .. num_classes - 1``; the bench's
+            ``--classes``, 3 by default).
         image_size: ``S``.
         make_detector: ``make_detector(generator) -> nn.Module``, a fresh
             :class:`posneg.bench._det_model.TinyDetector` (one anchor per location).

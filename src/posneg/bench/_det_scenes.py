@@ -9,7 +9,8 @@ for the target domain, which is also blurred (3x3 box filter, twice) and lower i
 box is the tight box of the pasted ink (alpha > 0.25). Digits are placed so that no two boxes
 overlap by IoU > 0.2 (a few tries, then the digit is dropped). Labels follow the digit; with
 ``long_tail`` set the class of each object is drawn with ``p_c ∝ long_tail ** (-c / 9)`` (class 0
-the head, class 9 the tail, head/tail ratio ``long_tail``). Train and test scenes draw from
+the head, class 9 the tail, head/tail ratio ``long_tail``; with ``classes`` < 10 only the digits
+``0 .. classes - 1`` appear and the ramp runs over them). Train and test scenes draw from
 disjoint halves of the digits.
 """
 
@@ -70,18 +71,24 @@ def make_scenes(
     max_size: float = 32.0,
     max_objects: int = 4,
     long_tail: float | None = None,
+    classes: int = NUM_CLASSES,
     generator: torch.Generator,
 ) -> DetScenes:
-    """``n`` scenes of side ``size`` (see the module docstring); all draws from ``generator``."""
+    """``n`` scenes of side ``size`` (see the module docstring); all draws from ``generator``.
+
+    ``classes`` keeps the digits ``0 .. classes - 1`` (labels unchanged).
+    """
+    if not 1 <= classes <= NUM_CLASSES:
+        raise ValueError(f"make_scenes: classes must be in [1, {NUM_CLASSES}]; got {classes}")
     photo = _photos()[0 if domain == "source" else 1]
     digits, targets = _digits()
     half = len(digits) // 2
     idx_pool = torch.arange(half) if split == "train" else torch.arange(half, len(digits))
-    by_class = [idx_pool[targets[idx_pool] == c] for c in range(NUM_CLASSES)]
+    by_class = [idx_pool[targets[idx_pool] == c] for c in range(classes)]
     if long_tail is not None:
-        probs = torch.tensor([long_tail ** (-c / (NUM_CLASSES - 1)) for c in range(NUM_CLASSES)])
+        probs = torch.tensor([long_tail ** (-c / max(classes - 1, 1)) for c in range(classes)])
     else:
-        probs = torch.ones(NUM_CLASSES)
+        probs = torch.ones(classes)
     probs = probs / probs.sum()
     _, ph, pw = photo.shape
     images = torch.empty(n, 3, size, size)
