@@ -23,6 +23,7 @@ Every user mistake raises :class:`UsageError` (an :class:`posneg._io.InputError`
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
 import math
 import os
@@ -31,6 +32,7 @@ import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated, Any, TypeVar
 
 import torch
@@ -346,3 +348,28 @@ def command(
     cli.__doc__ = doc
     cli.__annotations__ = {p.name: p.annotation for p in params}
     return cli
+
+
+def present_modules(names: Sequence[str]) -> list[ModuleType]:
+    """The modules ``posneg.bench.<name>`` of ``names`` that exist, in order.
+
+    A bench with several methods lists its runner/section modules by name; a module absent
+    from this checkout is skipped, while an import error *inside* a present module is raised.
+    """
+    found = []
+    for name in names:
+        full = f"posneg.bench.{name}"
+        try:
+            found.append(importlib.import_module(full))
+        except ModuleNotFoundError as exc:
+            if exc.name != full:
+                raise
+    return found
+
+
+def collect(names: Sequence[str], attr: str) -> dict[str, Any]:
+    """The merged ``attr`` dicts (``RUNNERS``, ``SECTIONS``) of :func:`present_modules`."""
+    out: dict[str, Any] = {}
+    for module in present_modules(names):
+        out.update(getattr(module, attr, {}))
+    return out

@@ -25,7 +25,6 @@ ATSS-trained detector, and return their metrics for the seed.
 
 from __future__ import annotations
 
-import importlib
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -130,16 +129,7 @@ def _validate(cfg: BenchConfig) -> BenchConfig:
 
 def collect_sections() -> dict[str, Section]:
     """The sections of :data:`SECTION_MODULES` that exist, in that order."""
-    out: dict[str, Section] = {}
-    for name in SECTION_MODULES:
-        try:
-            mod = importlib.import_module(f"posneg.bench.{name}")
-        except ModuleNotFoundError as err:
-            if err.name == f"posneg.bench.{name}":
-                continue
-            raise
-        out.update(getattr(mod, "SECTIONS", {}))
-    return out
+    return harness.collect(SECTION_MODULES, "SECTIONS")
 
 
 @dataclass

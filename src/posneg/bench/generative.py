@@ -12,7 +12,6 @@ noise and its own training); the DDPM and the judge are trained once (seed 0) an
 
 from __future__ import annotations
 
-import importlib
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -67,14 +66,7 @@ class BenchConfig:
 
 
 def _modules() -> list[Any]:
-    found = []
-    for part in PARTS:
-        try:
-            found.append(importlib.import_module(f"posneg.bench.{part}"))
-        except ModuleNotFoundError as err:
-            if err.name != f"posneg.bench.{part}":
-                raise
-    return found
+    return harness.present_modules(PARTS)
 
 
 def _check(cfg: BenchConfig, names: list[str]) -> None:

@@ -15,7 +15,6 @@ Python use::
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -53,16 +52,7 @@ RUNNER_MODULES: tuple[str, ...] = (
 
 def collect_runners() -> dict[str, Runner]:
     """Every runner of every present module in :data:`RUNNER_MODULES`, in order."""
-    found: dict[str, Runner] = {}
-    for name in RUNNER_MODULES:
-        try:
-            mod = importlib.import_module(f"posneg.bench.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"posneg.bench.{name}":
-                raise
-            continue
-        found.update(getattr(mod, "RUNNERS", {}))
-    return found
+    return harness.collect(RUNNER_MODULES, "RUNNERS")
 
 
 @dataclass(frozen=True)

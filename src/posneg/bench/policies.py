@@ -17,7 +17,6 @@ Python use::
 
 from __future__ import annotations
 
-import importlib
 import math
 import time
 from dataclasses import asdict, dataclass, replace
@@ -62,16 +61,7 @@ CLAIMS: tuple[tuple[str, str, str], ...] = (
 
 def collect_runners() -> dict[str, PolicyRunner]:
     """Every runner of the present :data:`RUNNER_MODULES`, in order."""
-    out: dict[str, PolicyRunner] = {}
-    for name in RUNNER_MODULES:
-        try:
-            mod = importlib.import_module(f"posneg.bench.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"posneg.bench.{name}":
-                raise
-            continue
-        out.update(getattr(mod, "RUNNERS", {}))
-    return out
+    return harness.collect(RUNNER_MODULES, "RUNNERS")
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ Python use::
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -66,16 +65,7 @@ KS: tuple[int, ...] = (1, 2, 4, 8, 16)
 
 def collect_sections() -> dict[str, Section]:
     """Every section of every present module in :data:`SECTION_MODULES`, in order."""
-    found: dict[str, Section] = {}
-    for name in SECTION_MODULES:
-        try:
-            mod = importlib.import_module(f"posneg.bench.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"posneg.bench.{name}":
-                raise
-            continue
-        found.update(getattr(mod, "SECTIONS", {}))
-    return found
+    return harness.collect(SECTION_MODULES, "SECTIONS")
 
 
 @dataclass(frozen=True)
