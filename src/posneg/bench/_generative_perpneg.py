@@ -68,9 +68,8 @@ def claims(agg: dict[str, tuple[float, float]]) -> list[str]:
             cm = agg.get(f"perp_neg/{c}vs{neg}/composable/w={w:g}/p_main")
             pn = agg.get(f"perp_neg/{c}vs{neg}/perp_neg/w={w:g}/p_neg")
             cn = agg.get(f"perp_neg/{c}vs{neg}/composable/w={w:g}/p_neg")
-            if None in (pm, cm, pn, cn):
+            if pm is None or cm is None or pn is None or cn is None:
                 continue
-            assert pm and cm and pn and cn
             keeps = "holds" if pm[0] > cm[0] else "does not hold"
             lines.append(
                 f"Perp-Neg keeps digit {c} better than negative CFG (w={w:g}, negative {neg}): "

@@ -120,7 +120,8 @@ def _pairs(
     step_pairs: list[StepPair] = []
     for j, (i, pr) in enumerate(outcome):
         steps = split_steps(pr.rejected, s)
-        assert steps is not None  # filtered above
+        if steps is None:  # traces without steps were filtered out above
+            raise RuntimeError(f"perstep: rejected trace {j} has no steps after filtering")
         p = int(pits[j])
         found = per_step_pair(
             prompts[i],
