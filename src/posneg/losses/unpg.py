@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Literal, cast
+from typing import Any, ClassVar, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -469,7 +469,33 @@ class _MarginHead(nn.Module):
         return f"num_classes={c}, embedding_dim={d}, scale={self.scale}, margin={self.margin}"
 
 
-class CosFaceLoss(_MarginHead):
+class _SingleMarginHead(_MarginHead):
+    """A margin head with its softmax CE; subclasses name the head (``cosface``/``arcface``)."""
+
+    _head: ClassVar[Head]
+
+    def __init__(
+        self,
+        num_classes: int,
+        embedding_dim: int,
+        *,
+        scale: float = ZOO_SCALE,
+        margin: float = ZOO_MARGIN,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(type(self).__name__, num_classes, embedding_dim, scale, margin, generator)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(B, D) embeddings, (B,) labels -> scalar loss."""
+        return margin_softmax(
+            embeddings, self.weight, labels, head=self._head, scale=self.scale, margin=self.margin
+        )
+
+    def extra_repr(self) -> str:
+        return self._base_repr()
+
+
+class CosFaceLoss(_SingleMarginHead):
     """CosFace classifier head + scaled softmax CE (:func:`margin_softmax`, ``head="cosface"``).
 
     A classifier head: it owns the (C, D) class-weight matrix ``weight`` (an ``nn.Parameter``,
@@ -489,28 +515,10 @@ class CosFaceLoss(_MarginHead):
         torch.Size([])
     """
 
-    def __init__(
-        self,
-        num_classes: int,
-        embedding_dim: int,
-        *,
-        scale: float = ZOO_SCALE,
-        margin: float = ZOO_MARGIN,
-        generator: torch.Generator | None = None,
-    ) -> None:
-        super().__init__("CosFaceLoss", num_classes, embedding_dim, scale, margin, generator)
-
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """(B, D) embeddings, (B,) labels -> scalar loss."""
-        return margin_softmax(
-            embeddings, self.weight, labels, head="cosface", scale=self.scale, margin=self.margin
-        )
-
-    def extra_repr(self) -> str:
-        return self._base_repr()
+    _head = "cosface"
 
 
-class ArcFaceLoss(_MarginHead):
+class ArcFaceLoss(_SingleMarginHead):
     """ArcFace classifier head + scaled softmax CE (:func:`margin_softmax`, ``head="arcface"``).
 
     Owns the (C, D) class weights like :class:`CosFaceLoss`. The margin is the official plain
@@ -530,25 +538,7 @@ class ArcFaceLoss(_MarginHead):
         torch.Size([])
     """
 
-    def __init__(
-        self,
-        num_classes: int,
-        embedding_dim: int,
-        *,
-        scale: float = ZOO_SCALE,
-        margin: float = ZOO_MARGIN,
-        generator: torch.Generator | None = None,
-    ) -> None:
-        super().__init__("ArcFaceLoss", num_classes, embedding_dim, scale, margin, generator)
-
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """(B, D) embeddings, (B,) labels -> scalar loss."""
-        return margin_softmax(
-            embeddings, self.weight, labels, head="arcface", scale=self.scale, margin=self.margin
-        )
-
-    def extra_repr(self) -> str:
-        return self._base_repr()
+    _head = "arcface"
 
 
 class UNPGLoss(_MarginHead):
