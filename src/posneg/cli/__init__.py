@@ -7,7 +7,6 @@ stderr and exit code 2, never a traceback (set ``POSNEG_DEBUG=1`` to see the tra
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sys
@@ -27,7 +26,7 @@ except ModuleNotFoundError as _missing:  # installed without the [cli] extra
 import posneg
 from posneg import registry
 from posneg._io import atomic_write_text
-from posneg.bench._harness import UsageError
+from posneg.bench._harness import UsageError, present_modules
 from posneg.bench._report import DemoSummary, markdown_table
 from posneg.bench._terminal import console, rich_table
 from posneg.cli.mine import mine_cmd
@@ -123,19 +122,14 @@ def cite_cmd(
 app.command("mine")(mine_cmd)
 
 
-def _bench_module(name: str) -> Any:
-    return importlib.import_module(f"posneg.bench.{name}")
+def _command(module: Any) -> str:
+    """The command of a bench module: its name with hyphens (``image_text`` -> ``image-text``)."""
+    return str(module.__name__).rsplit(".", 1)[1].replace("_", "-")
 
 
-for _name in BENCHES:
-    try:
-        _mod = _bench_module(_name)
-    except ModuleNotFoundError as _exc:  # a family not built yet in this checkout
-        if _exc.name != f"posneg.bench.{_name}":
-            raise
-        continue
+for _mod in present_modules(BENCHES):  # a family not built yet in this checkout is skipped
     _help = (_mod.cli.__doc__ or "").strip().split("\n")[0]
-    bench_app.command(_name.replace("_", "-"), help=_help)(_mod.cli)
+    bench_app.command(_command(_mod), help=_help)(_mod.cli)
 
 
 @app.command("demo")
@@ -145,14 +139,9 @@ def demo_cmd(
     """A quick tour: every family's bench at a small preset, then one summary table."""
     start = time.perf_counter()
     summaries: list[DemoSummary] = []
-    for name in BENCHES:
-        try:
-            mod = _bench_module(name)
-        except ModuleNotFoundError:
-            continue
-        command = name.replace("_", "-")
-        console.rule(f"[bold]posneg bench {command} (demo preset)")
-        summaries.append(mod.demo(out / name))
+    for mod in present_modules(BENCHES):
+        console.rule(f"[bold]posneg bench {_command(mod)} (demo preset)")
+        summaries.append(mod.demo(out / str(mod.__name__).rsplit(".", 1)[1]))
     header = ["family", "technique", "metric", "value"]
     rows = [(s.family, *r) for s in summaries for r in s.rows]
     console.print(rich_table("posneg demo: summary", header, rows))
