@@ -1,20 +1,22 @@
 """Decoupled Contrastive Learning: DCL and its von Mises-Fisher weighted form DCLW.
 
-The positive pair is removed from the InfoNCE denominator. Written as a per-row block (one
-log-sum-exp over the anchor's 2B - 2 negatives) run through :func:`posneg._tiling.map_rows`.
+The positive pair is removed from the InfoNCE denominator: one row log-sum-exp over the
+anchor's 2B - 2 negatives (:func:`posneg._lse.row_logsumexp` with the anchor's own column and
+its partner's excluded: tiled scores, a custom backward that recomputes each tile once) minus
+the (weighted) positive, a row-wise dot product.
 """
 
 from __future__ import annotations
 
-from functools import partial
 
 import torch
 from torch import nn
 
 from posneg import _checks
-from posneg._tiling import map_rows, mask_columns, reduce_loss
+from posneg._lse import row_logsumexp
+from posneg._tiling import reduce_loss
 from posneg._types import Reduction
-from posneg.losses.info_nce import _check_hparams, _two_view_logits, _two_views
+from posneg.losses.info_nce import _check_hparams, _two_view_rows, _two_views
 
 __all__ = ["DCLLoss", "DCLWLoss", "dcl", "dclw"]
 
@@ -30,20 +32,18 @@ CITATION = """
 """
 
 
-def _dcl_block(
-    start: int,
-    stop: int,
+def _dcl_rows(
     z: torch.Tensor,
-    *weights: torch.Tensor,
     n: int,
     temperature: float,
+    chunk_size: int | None,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-row DCL: one log-sum-exp over the 2B - 2 negatives minus the (weighted) positive."""
-    logits, pos, idx, partner = _two_view_logits(start, stop, z, n, temperature)
-    neg = mask_columns(logits, torch.stack([idx, partner], dim=1))
-    if weights:
-        pos = weights[0][start:stop] * pos
-    return torch.logsumexp(neg, dim=1) - pos
+    rows, pos = _two_view_rows(z, n, temperature)
+    if weights is not None:
+        pos = weights * pos
+    return row_logsumexp(rows, z, exclude_offsets=(0, n), chunk_size=chunk_size) - pos
 
 
 def dcl(
@@ -102,8 +102,7 @@ def dcl(
     fn = "dcl"
     t = _check_hparams(fn, temperature, normalize, reduction, chunk_size)
     z, n = _two_views(fn, z1, z2, normalize)
-    block = partial(_dcl_block, n=n, temperature=t)
-    return reduce_loss(map_rows(block, 2 * n, 2 * n, z, chunk_size=chunk_size), reduction)
+    return reduce_loss(_dcl_rows(z, n, t, chunk_size), reduction)
 
 
 def _weights(z: torch.Tensor, n: int, sigma: float) -> torch.Tensor:
@@ -172,9 +171,7 @@ def dclw(
     _checks.check_bool(fn, "detach_weights", detach_weights)
     z, n = _two_views(fn, z1, z2, normalize)
     w = _weights(z.detach() if detach_weights else z, n, s)
-    block = partial(_dcl_block, n=n, temperature=t)
-    per_row = map_rows(block, 2 * n, 2 * n, z, torch.cat([w, w]), chunk_size=chunk_size)
-    return reduce_loss(per_row, reduction)
+    return reduce_loss(_dcl_rows(z, n, t, chunk_size, torch.cat([w, w])), reduction)
 
 
 class DCLLoss(nn.Module):

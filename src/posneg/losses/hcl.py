@@ -1,28 +1,30 @@
 """Hard negative contrastive loss (HCL) and its cross-modal form (CMC with hard negatives, HAR).
 
-Both are per-row blocks run through :func:`posneg._tiling.map_rows`. Every sum over negatives
-is evaluated as a log-sum-exp, with one shift per row, so no exp() of a score is taken before
-the row's maximum is removed and nothing overflows for any temperature.
+Every sum over negatives is a row log-sum-exp (:func:`posneg._lse.row_logsumexp_scales`: the
+reweighting's two sums at scales ``(1 + beta) / t`` and ``beta / t`` share one score tile; a
+custom backward recomputes each tile once and forms the gradients directly), with one shift per
+row, so no exp() of a score is taken before the row's maximum is removed and nothing overflows
+for any temperature. The rest of the estimator costs O(B) per row.
 """
 
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import Literal
 
 import torch
 from torch import nn
 
 from posneg import _checks
-from posneg._tiling import map_rows, mask_columns, reduce_loss
+from posneg._lse import row_logsumexp, row_logsumexp_scales
+from posneg._tiling import reduce_loss
 from posneg._types import Reduction
 from posneg.losses.info_nce import (
     _check_hparams,
     _check_pair,
-    _cross_logits,
+    _cross_rows,
     _prepare,
-    _two_view_logits,
+    _two_view_rows,
     _two_views,
 )
 
@@ -68,8 +70,9 @@ def _check_hcl_hparams(
 
 def _hcl_rows(
     pos: torch.Tensor,
-    logits: torch.Tensor,
-    cols: torch.Tensor,
+    rows: torch.Tensor,
+    cands: torch.Tensor,
+    offsets: tuple[int, ...],
     *,
     n_candidates: int,
     n_prior: int,
@@ -77,25 +80,26 @@ def _hcl_rows(
     tau_plus: float,
     temperature: float,
     estimator: str,
+    chunk_size: int | None,
 ) -> torch.Tensor:
-    """Per-row HCL loss from scaled scores.
+    """Per-row HCL loss from scaled anchor rows.
 
     Args:
         pos: (R,) positive logits ``s_pos / t``.
-        logits: (R, C) scores ``s / t``; the columns in ``cols`` are not negatives.
-        cols: (R, k) columns to drop (the anchor itself, its positive).
-        n_candidates: K, the number of negatives per row (``C - k``).
+        rows: (R, D) anchors scaled by ``1 / t``; the scores are ``rows @ cands.T``.
+        cands: (C, D) candidates; the columns on the diagonals ``offsets`` are not negatives.
+        offsets: excluded diagonals (the anchor itself, its positive).
+        n_candidates: K, the number of negatives per row (``C - len(offsets)``).
         n_prior: N, the count used in the tau_plus term and the clamp.
     """
-    neg = mask_columns(logits, cols)
     if estimator == "easy":
-        return torch.logaddexp(pos, torch.logsumexp(neg, dim=1)) - pos
+        lse = row_logsumexp(rows, cands, exclude_offsets=offsets, chunk_size=chunk_size)
+        return torch.logaddexp(pos, lse) - pos
     # log of reweight = sum_j imp_j neg_j / mean_j imp_j with imp = exp(beta a), neg = exp(a).
-    log_rw = (
-        torch.logsumexp(mask_columns((1.0 + beta) * logits, cols), dim=1)
-        - torch.logsumexp(mask_columns(beta * logits, cols), dim=1)
-        + math.log(n_candidates)
+    lse = row_logsumexp_scales(
+        rows, cands, scales=(1.0 + beta, beta), exclude_offsets=offsets, chunk_size=chunk_size
     )
+    log_rw = lse[0] - lse[1] + math.log(n_candidates)
     log_floor = math.log(n_prior) - 1.0 / temperature
     # One shift per row; the result does not depend on it, so it carries no gradient.
     c = torch.maximum(log_rw, pos).clamp(min=log_floor).detach()
@@ -103,31 +107,6 @@ def _hcl_rows(
     floor = torch.exp(log_floor - c)
     ng = torch.where(ng > floor, ng, floor)
     return torch.log(torch.exp(pos - c) + ng) + c - pos
-
-
-def _hcl_block(
-    start: int,
-    stop: int,
-    z: torch.Tensor,
-    *,
-    n: int,
-    beta: float,
-    tau_plus: float,
-    temperature: float,
-    estimator: str,
-) -> torch.Tensor:
-    logits, pos, idx, partner = _two_view_logits(start, stop, z, n, temperature)
-    return _hcl_rows(
-        pos,
-        logits,
-        torch.stack([idx, partner], dim=1),
-        n_candidates=2 * n - 2,
-        n_prior=2 * n - 2,
-        beta=beta,
-        tau_plus=tau_plus,
-        temperature=temperature,
-        estimator=estimator,
-    )
 
 
 def hcl(
@@ -202,34 +181,21 @@ def hcl(
     t = _check_hparams(fn, temperature, normalize, reduction, chunk_size)
     b, tp = _check_hcl_hparams(fn, beta, tau_plus, estimator)
     z, n = _two_views(fn, z1, z2, normalize)
-    block = partial(_hcl_block, n=n, beta=b, tau_plus=tp, temperature=t, estimator=estimator)
-    return reduce_loss(map_rows(block, 2 * n, 2 * n, z, chunk_size=chunk_size), reduction)
-
-
-def _cross_hcl_block(
-    start: int,
-    stop: int,
-    anchors: torch.Tensor,
-    cands: torch.Tensor,
-    *,
-    n_prior: int,
-    beta: float,
-    tau_plus: float,
-    temperature: float,
-    estimator: str,
-) -> torch.Tensor:
-    logits, pos, idx = _cross_logits(start, stop, anchors, cands, temperature)
-    return _hcl_rows(
+    rows, pos = _two_view_rows(z, n, t)
+    per_row = _hcl_rows(
         pos,
-        logits,
-        idx[:, None],
-        n_candidates=cands.shape[0] - 1,
-        n_prior=n_prior,
-        beta=beta,
-        tau_plus=tau_plus,
-        temperature=temperature,
+        rows,
+        z,
+        (0, n),
+        n_candidates=2 * n - 2,
+        n_prior=2 * n - 2,
+        beta=b,
+        tau_plus=tp,
+        temperature=t,
         estimator=estimator,
+        chunk_size=chunk_size,
     )
+    return reduce_loss(per_row, reduction)
 
 
 def hcl_cross_modal(
@@ -323,17 +289,25 @@ def hcl_cross_modal(
     _check_pair(fn, ("a", "b"), a, b, min_rows=2)
     n = int(a.shape[0])
     za, zb = _prepare(a, normalize), _prepare(b, normalize)
-    block = partial(
-        _cross_hcl_block,
-        n_prior=n - 1 if num_negatives == "corrected" else 2 * n - 2,
-        beta=bt,
-        tau_plus=tp,
-        temperature=t,
-        estimator=estimator,
-    )
-    a_to_b = map_rows(block, n, n, za, zb, chunk_size=chunk_size)
-    b_to_a = map_rows(block, n, n, zb, za, chunk_size=chunk_size)
-    return reduce_loss(0.5 * (a_to_b + b_to_a), reduction)
+    n_prior = n - 1 if num_negatives == "corrected" else 2 * n - 2
+
+    def direction(anchors: torch.Tensor, cands: torch.Tensor) -> torch.Tensor:
+        rows, pos = _cross_rows(anchors, cands, t)
+        return _hcl_rows(
+            pos,
+            rows,
+            cands,
+            (0,),
+            n_candidates=n - 1,
+            n_prior=n_prior,
+            beta=bt,
+            tau_plus=tp,
+            temperature=t,
+            estimator=estimator,
+            chunk_size=chunk_size,
+        )
+
+    return reduce_loss(0.5 * (direction(za, zb) + direction(zb, za)), reduction)
 
 
 def hcl_beta_schedule(epoch: int, *, epochs: int, beta: float = 1.0, steps: int = 9) -> float:

@@ -1,14 +1,14 @@
 """InfoNCE (CPC / MoCo / CLIP form) and NT-Xent (SimCLR's 2B-view form).
 
-Both are written as per-row blocks run through :func:`posneg._tiling.map_rows`: a block scores
-its anchor rows against every candidate, masks what is not a candidate and takes a per-row
-log-sum-exp, so memory is O(rows_per_block * candidates) and no B x B matrix is part of the
-contract. The two-view helpers at the bottom of this file are shared with DCL and HCL.
+Both are a per-row log-sum-exp over the candidates (:func:`posneg._lse.row_logsumexp`: scores
+computed one row tile at a time, a custom backward that recomputes each tile once and forms the
+gradients directly) minus the positive's score, a row-wise dot product. Memory is O(B * D + one
+tile) and no B x B matrix is part of the contract. The two-view helpers near the top of this
+file are shared with DCL and HCL.
 """
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import torch
@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from posneg import _checks
-from posneg._tiling import compute_dtype, map_rows, mask_columns, reduce_loss
+from posneg._lse import row_logsumexp
+from posneg._tiling import compute_dtype, reduce_loss
 from posneg._types import Reduction
 
 __all__ = ["InfoNCELoss", "NTXentLoss", "info_nce", "nt_xent"]
@@ -90,31 +91,28 @@ def _two_views(
     return _prepare(torch.cat([z1, z2], dim=0), normalize), n
 
 
-def _two_view_logits(
-    start: int, stop: int, z: torch.Tensor, n: int, temperature: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Block scores of rows ``start:stop`` of ``z = cat([z1, z2])`` (2n, D).
+def _two_view_rows(
+    z: torch.Tensor, n: int, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scaled anchor rows and positive logits of ``z = cat([z1, z2])`` (2n, D).
 
-    Row r is sample ``r mod n`` of view ``r // n``; its positive partner is ``(r + n) mod 2n``.
-    Returns ``logits = z[start:stop] @ z.T / t`` (R, 2n), the positive logits
-    ``z_r.z_partner / t`` (R,), the rows' own indices and their partners (R,). The positive is a
-    row-wise dot rather than a gather from ``logits`` (no dense gradient for it in backward), and
-    ``1/t`` scales the R x D rows rather than the R x 2n scores.
+    Row r is sample ``r mod n`` of view ``r // n``; its positive partner is ``(r + n) mod 2n``,
+    which is the excluded diagonal ``n`` of a row log-sum-exp against ``z`` (the anchor itself is
+    diagonal 0). Returns ``rows = z / t`` (2n, D) and ``pos_r = z_r.z_partner / t`` (2n,). The
+    positive is a row-wise dot (no dense gradient for it), and ``1/t`` scales the rows, not the
+    scores.
     """
-    rows = z[start:stop] * (1.0 / temperature)
-    idx = torch.arange(start, stop, device=z.device)
-    partner = (idx + n) % (2 * n)
-    pos = (rows * z[partner]).sum(dim=1)
-    return rows @ z.T, pos, idx, partner
+    rows = z * (1.0 / temperature)
+    partner = torch.cat([z[n:], z[:n]], dim=0)
+    return rows, (rows * partner).sum(dim=1)
 
 
-def _cross_logits(
-    start: int, stop: int, anchors: torch.Tensor, cands: torch.Tensor, temperature: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Scores ``anchors[start:stop] @ cands.T / t`` (R, B), positives ``a_r.c_r / t``, indices."""
-    rows = anchors[start:stop] * (1.0 / temperature)
-    pos = (rows * cands[start:stop]).sum(dim=1)
-    return rows @ cands.T, pos, torch.arange(start, stop, device=anchors.device)
+def _cross_rows(
+    anchors: torch.Tensor, cands: torch.Tensor, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scaled anchor rows ``a / t`` (B, D) and positive logits ``a_r.c_r / t`` (B,)."""
+    rows = anchors * (1.0 / temperature)
+    return rows, (rows * cands[: anchors.shape[0]]).sum(dim=1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -122,12 +120,12 @@ def _cross_logits(
 # --------------------------------------------------------------------------------------------
 
 
-def _info_nce_block(
-    start: int, stop: int, anchors: torch.Tensor, cands: torch.Tensor, *, temperature: float
+def _info_nce_rows(
+    anchors: torch.Tensor, cands: torch.Tensor, temperature: float, chunk_size: int | None
 ) -> torch.Tensor:
-    """Per-row InfoNCE of anchors[start:stop] against ``cands`` = [keys (B); extra negatives]."""
-    logits, pos, _ = _cross_logits(start, stop, anchors, cands, temperature)
-    return torch.logsumexp(logits, dim=1) - pos
+    """Per-row InfoNCE of ``anchors`` against ``cands`` = [keys (B); extra negatives]."""
+    rows, pos = _cross_rows(anchors, cands, temperature)
+    return row_logsumexp(rows, cands, chunk_size=chunk_size) - pos
 
 
 def info_nce(
@@ -213,11 +211,10 @@ def info_nce(
         )
     q = _prepare(query, normalize)
     k = _prepare(key, normalize)
-    block = partial(_info_nce_block, temperature=t)
     cands = torch.cat([k, _prepare(negatives, normalize)]) if negatives is not None and m else k
-    per_row = map_rows(block, b, b + m, q, cands, chunk_size=chunk_size)
+    per_row = _info_nce_rows(q, cands, t, chunk_size)
     if symmetric:
-        per_row = 0.5 * (per_row + map_rows(block, b, b, k, q, chunk_size=chunk_size))
+        per_row = 0.5 * (per_row + _info_nce_rows(k, q, t, chunk_size))
     return reduce_loss(per_row, reduction)
 
 
@@ -276,13 +273,6 @@ class InfoNCELoss(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-def _nt_xent_block(
-    start: int, stop: int, z: torch.Tensor, *, n: int, temperature: float
-) -> torch.Tensor:
-    logits, pos, idx, _ = _two_view_logits(start, stop, z, n, temperature)
-    return torch.logsumexp(mask_columns(logits, idx[:, None]), dim=1) - pos
-
-
 def nt_xent(
     z1: torch.Tensor,
     z2: torch.Tensor,
@@ -333,8 +323,9 @@ def nt_xent(
     fn = "nt_xent"
     t = _check_hparams(fn, temperature, normalize, reduction, chunk_size)
     z, n = _two_views(fn, z1, z2, normalize)
-    block = partial(_nt_xent_block, n=n, temperature=t)
-    return reduce_loss(map_rows(block, 2 * n, 2 * n, z, chunk_size=chunk_size), reduction)
+    rows, pos = _two_view_rows(z, n, t)
+    lse = row_logsumexp(rows, z, exclude_offsets=(0,), chunk_size=chunk_size)
+    return reduce_loss(lse - pos, reduction)
 
 
 class NTXentLoss(nn.Module):

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from posneg import _checks
-from posneg._tiling import compute_dtype, map_rows, mask_columns
+from posneg._lse import row_logsumexp
+from posneg._tiling import compute_dtype
 from posneg._types import Reduction
 
 __all__ = ["CITATION", "NoPositive", "SupConLoss", "supcon", "supcon_has_positive"]
@@ -110,9 +111,12 @@ def supcon(
     the formula is defined there (every other sample is a positive and in the denominator) and
     is returned as such.
 
-    The score matrix is never part of the contract: rows are processed in blocks through
-    :func:`posneg._tiling.map_rows` (per-row log-sum-exp; the positive sum uses a label mask
-    inside the block), so memory is O(chunk_size * N) and every operation is deterministic.
+    The score matrix is never part of the contract: the denominator is a row log-sum-exp
+    (:func:`posneg._lse.row_logsumexp`, scores computed one row tile at a time with a custom
+    backward that recomputes each tile once), and the positive sum is a dot product with the sum
+    of the anchor's class, :math:`\sum_{p \in P(i)} z_i \cdot z_p = z_i \cdot (\sum_{y_c =
+    y_i} z_c - z_i)`, so memory is O(N * D + chunk_size * N) and every operation is
+    deterministic.
 
     Args:
         features: (N, D) embeddings, N >= 2. float16/bfloat16 are computed in float32.
@@ -178,17 +182,12 @@ def supcon(
         z = F.normalize(z, dim=1)
     inv_t = 1.0 / temperature
 
-    def block(start: int, stop: int, z: torch.Tensor) -> torch.Tensor:
-        scores = (z[start:stop] @ z.T) * inv_t  # (R, N)
-        self_cols = torch.arange(start, stop, device=z.device).unsqueeze(1)
-        log_denominator = torch.logsumexp(mask_columns(scores, self_cols), dim=1)
-        positive = (inverse[start:stop].unsqueeze(1) == inverse.unsqueeze(0)).scatter(
-            1, self_cols, False
-        )
-        positive_sum = torch.where(positive, scores, torch.zeros_like(scores)).sum(dim=1)
-        return log_denominator - positive_sum / n_pos[start:stop].clamp_min(1).to(scores.dtype)
-
-    per_anchor = map_rows(block, n, n, z, chunk_size=chunk_size)
+    log_denominator = row_logsumexp(z, z, scale=inv_t, exclude_offsets=(0,), chunk_size=chunk_size)
+    # sum of the positives' embeddings: the anchor's class sum minus the anchor (O(N * D))
+    class_sum = torch.zeros(counts.shape[0], z.shape[1], dtype=z.dtype, device=z.device)
+    positives = class_sum.index_add(0, inverse, z)[inverse] - z
+    positive_sum = (z * positives).sum(dim=1) * inv_t
+    per_anchor = log_denominator - positive_sum / n_pos.clamp_min(1).to(z.dtype)
 
     if n_valid == 0 and no_positive == "exclude":
         warnings.warn(
