@@ -30,6 +30,7 @@ Gaussian stand-in.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 from typing import Any, NamedTuple
 
 import torch
@@ -69,15 +70,15 @@ class CoDSAResult(NamedTuple):
 
 
 def _largest_remainder(weights: torch.Tensor, budget: int) -> torch.Tensor:
-    share = weights.double() / weights.double().sum() * budget
-    base = share.floor().to(torch.int64)
-    left = budget - int(base.sum())
-    if left:
-        frac = share - base.double()
-        # stable sort on -frac: ties go to the lowest index
-        order = torch.sort(-frac, stable=True).indices
-        base[order[:left]] += 1
-    return base
+    # exact rational arithmetic (floats are exact rationals), so equal remainders tie exactly
+    w = [Fraction(float(v)) for v in weights.double().tolist()]
+    total = sum(w, Fraction(0))
+    shares = [v * budget / total for v in w]
+    base = [int(v) for v in shares]  # floor: shares are >= 0
+    order = sorted(range(len(w)), key=lambda i: (-(shares[i] - base[i]), i))
+    for i in order[: budget - sum(base)]:
+        base[i] += 1
+    return torch.tensor(base, dtype=torch.int64)
 
 
 def _water_fill(counts: torch.Tensor, budget: int) -> torch.Tensor:
