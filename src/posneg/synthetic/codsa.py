@@ -61,7 +61,8 @@ class CoDSAResult(NamedTuple):
     Attributes:
         samples: the generated samples ``(m, ...)`` (as the generator returns them).
         regions: their region ids ``(m,)`` int64 (the conditions they were drawn for).
-        allocation: samples per region ``(K,)`` int64, summing to ``m``.
+        allocation: samples per region ``(K,)`` int64, summing to ``m`` (on the regions'
+            device).
     """
 
     samples: torch.Tensor
@@ -223,8 +224,9 @@ def codsa_synthesize(
         raise ValueError(f"{fn}: region ids must be in [0, {k}); got [{int(r.min())}, {top - 1}]")
     alloc = codsa_allocate(torch.bincount(r, minlength=k), budget, rule=rule, weights=weights)
     conditions = torch.repeat_interleave(torch.arange(k), alloc).to(regions.device)
+    alloc = alloc.to(regions.device)
     if int(alloc.sum()) == 0:
-        return CoDSAResult(torch.empty(0), conditions, alloc)
+        return CoDSAResult(torch.empty(0, device=regions.device), conditions, alloc)
     out = sample(conditions, generator)
     if not isinstance(out, torch.Tensor) or out.shape[:1] != (conditions.numel(),):
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
+from torch import nn
 
 from posneg import _checks
 
@@ -273,10 +274,10 @@ def bgmm_generalization_gap(
     return BGMMGap(torch.tensor(gs, dtype=torch.float64), zo, nll)
 
 
-class BGMMGapSimulation:
+class BGMMGapSimulation(nn.Module):
     """The bGMM generalisation-gap simulation of GDA (Zheng et al., NeurIPS 2023) as a unit.
 
-    Stores validated hyperparameters; ``sim(m, d, generator=g)`` runs
+    A stateless module that stores validated hyperparameters; ``sim(m, d, generator=g)`` runs
     :func:`bgmm_generalization_gap` and returns a :class:`BGMMGap`. :meth:`predict` gives the
     mean 0-1 gap per gamma: the bGMM's prediction of how the gap moves with the synthetic ratio.
 
@@ -303,6 +304,7 @@ class BGMMGapSimulation:
         test_size: int = 10000,
         fit: str = "gaussnb",
     ) -> None:
+        super().__init__()
         fn = "BGMMGapSimulation"
         self.gammas = tuple(float(_checks.check_nonnegative(fn, "gammas[i]", g)) for g in gammas)
         if not self.gammas:
@@ -312,7 +314,7 @@ class BGMMGapSimulation:
         self.test_size = _checks.check_int(fn, "test_size", test_size, min_value=1)
         self.fit = _checks.check_choice(fn, "fit", fit, FITS)
 
-    def __call__(self, m: int, d: int, *, generator: torch.Generator | None = None) -> BGMMGap:
+    def forward(self, m: int, d: int, *, generator: torch.Generator | None = None) -> BGMMGap:
         return bgmm_generalization_gap(
             m=m,
             d=d,
@@ -328,8 +330,8 @@ class BGMMGapSimulation:
         """Mean 0-1 gap per gamma ``(G,)`` float64."""
         return self(m, d, generator=generator).zero_one.mean(1)
 
-    def __repr__(self) -> str:
+    def extra_repr(self) -> str:
         return (
-            f"BGMMGapSimulation(gammas={self.gammas}, sigma={self.sigma}, repeats={self.repeats}, "
-            f"test_size={self.test_size}, fit={self.fit!r})"
+            f"gammas={self.gammas}, sigma={self.sigma}, repeats={self.repeats}, "
+            f"test_size={self.test_size}, fit={self.fit!r}"
         )
