@@ -352,7 +352,7 @@ def relation_weighted_cross_entropy(
         w = relation_loss_weights(cw, labels, pred, mixed=mixed, reg=reg).to(logits)
     work = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
     ce = -(target.to(work) * torch.log_softmax(work, dim=1)).sum(dim=1)
-    loss = (ce * w.to(work)).to(logits.dtype)
+    loss = ce * w.to(work)  # float32 for half inputs
     if reduction == "none":
         return loss
     return loss.mean() if reduction == "mean" else loss.sum()
