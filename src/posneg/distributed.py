@@ -2,8 +2,10 @@
 
 Objectives in posneg never own a distributed flag: to use the negatives of every rank, gather
 the embeddings with :func:`gather_with_grad` and pass the gathered tensors to the objective.
-Everything here is the identity (rank 0 of 1) when ``torch.distributed`` is unavailable or not
-initialised, so the same training code runs on one process.
+For InfoNCE and NT-Xent without gathering (each rank keeps its block; blocks pass around a
+ring), see :mod:`posneg.distributed_ring`. Everything here is the identity (rank 0 of 1) when
+``torch.distributed`` is unavailable or not initialised, so the same training code runs on one
+process.
 
 The gradient contract (the standard one, as in SimCLR's and open_clip's gather layers) is
 documented on :func:`gather_with_grad`; lightly got it wrong by a factor 1/world_size twice

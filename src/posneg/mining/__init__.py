@@ -19,6 +19,7 @@ from posneg.mining.index import ExactIndex, FaissIndex, Index
 from posneg.mining.metrics import retrieval_metrics
 from posneg.mining.mine import MinedNegatives, duplicate_groups, mine
 from posneg.mining.pipeline import MineSummary, mine_files
+from posneg.mining.sharded import ShardedIndex, shard_bounds, sharded_topk
 from posneg.mining.st_compat import HardNegativeOptions, mine_hard_negatives
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "MineConfig",
     "MineSummary",
     "MinedNegatives",
+    "ShardedIndex",
     "TextEncoder",
     "duplicate_groups",
     "encode",
@@ -38,4 +40,6 @@ __all__ = [
     "mine_files",
     "mine_hard_negatives",
     "retrieval_metrics",
+    "shard_bounds",
+    "sharded_topk",
 ]
