@@ -39,6 +39,17 @@ Usage::
     python benchmarks/contrastive.py                       # the whole CPU sweep (+ GPU if present)
     python benchmarks/contrastive.py --case nt_xent --batch 512   # one case (what the sweep runs)
     python benchmarks/contrastive.py --cases nt_xent,pml_nt_xent --batches 128,256
+    python benchmarks/contrastive.py --gemm-ratio --threads 1   # objective / three GEMMs
+
+GEMM-ratio mode (``--gemm-ratio``): for B = 512 .. 16384 at D = 128, each objective's forward +
+backward time divided by the time of the three matrix products of its score shape (R x M: B x B
+for InfoNCE, 2B x 2B for the two-view objectives and SupCon's 2B rows): ``S = Q K^T``,
+``dQ = G K`` and ``dK = G^T Q``, measured in the same fresh process right after the objective.
+The GEMMs are timed whole where the R x M matrices fit (R * M <= 2^28) and in row tiles of the
+objective's own tile height (``posneg._tiling.rows_per_block``) everywhere; the ratio uses the
+faster of the two. Memory is the peak RSS above the inputs, read after the objective and before
+the GEMMs. ``nt_xent_map_rows`` is the earlier route (row blocks under activation
+checkpointing through ``map_rows``), kept here to show what the custom autograd replaced.
 """
 
 from __future__ import annotations
@@ -53,6 +64,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -414,6 +426,171 @@ def _print_summary(results: list[Result], cases: list[str], args: argparse.Names
 
 
 # ---------------------------------------------------------------------------------------------
+# GEMM-ratio mode: each objective against the three matrix products of its score shape
+# ---------------------------------------------------------------------------------------------
+
+GEMM_CASES = ("nt_xent", "info_nce", "dcl", "dclw", "hcl", "supcon", "nt_xent_map_rows")
+GEMM_BATCHES = (512, 1024, 2048, 4096, 8192, 16384)
+#: Largest R * M timed as whole GEMMs (two R x M float32 matrices: 2 GiB at 2^28).
+GEMM_FULL_MAX = 1 << 28
+
+
+def _nt_xent_map_rows(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """NT-Xent as posneg computed it before ``posneg._lse``: checkpointed ``map_rows`` blocks."""
+    import torch.nn.functional as F
+
+    from posneg._tiling import map_rows, mask_columns
+
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    n = z1.shape[0]
+
+    def block(start: int, stop: int, z: torch.Tensor) -> torch.Tensor:
+        rows = z[start:stop] * (1.0 / temperature)
+        idx = torch.arange(start, stop)
+        pos = (rows * z[(idx + n) % (2 * n)]).sum(dim=1)
+        return torch.logsumexp(mask_columns(rows @ z.T, idx[:, None]), dim=1) - pos
+
+    return map_rows(block, 2 * n, 2 * n, z).mean()
+
+
+def score_shape(case: str, batch: int) -> tuple[int, int]:
+    """(R, M) of the objective's score matrix for B pairs."""
+    return (batch, batch) if case == "info_nce" else (2 * batch, 2 * batch)
+
+
+def _gemm3_timer(rows: int, cols: int, dim: int, tile: int | None) -> Callable[[], None]:
+    """The three GEMMs of an (rows, cols) score shape: whole (tile None) or in row tiles."""
+    g = torch.Generator().manual_seed(1)
+    q = torch.randn(rows, dim, generator=g)
+    k = torch.randn(cols, dim, generator=g)
+    grad = torch.randn(rows if tile is None else min(tile, rows), cols, generator=g)
+
+    def run() -> None:
+        if tile is None:
+            _ = q @ k.T
+            _ = grad @ k
+            _ = grad.T @ q
+            return
+        dk = torch.zeros(cols, dim)
+        for start in range(0, rows, tile):
+            qt = q[start : start + tile]
+            gt = grad[: qt.shape[0]]
+            _ = qt @ k.T
+            _ = gt @ k
+            dk.addmm_(gt.T, qt)
+
+    return run
+
+
+def _time_fn(fn: Callable[[], None], min_calls: int = 3) -> tuple[float, float]:
+    """Median wall and CPU seconds of ``fn`` after one warm-up (one call if it takes > 2 s)."""
+    w0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    first = (time.perf_counter() - w0, time.process_time() - c0)
+    if first[0] > 2.0:
+        return first
+    runs = []
+    for _ in range(min_calls):
+        w0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        runs.append((time.perf_counter() - w0, time.process_time() - c0))
+    return _median([r[0] for r in runs]), _median([r[1] for r in runs])
+
+
+def run_gemm_case(case: str, batch: int, dim: int) -> dict[str, Any]:
+    """Objective fwd+bwd, then its three GEMMs (whole and tiled), in this (fresh) process."""
+    from posneg._tiling import rows_per_block
+
+    if case == "nt_xent_map_rows":
+        g = torch.Generator().manual_seed(0)
+        z1 = torch.randn(batch, dim, generator=g).requires_grad_(True)
+        z2 = torch.randn(batch, dim, generator=g).requires_grad_(True)
+        loss_fn: LossFn = lambda: _nt_xent_map_rows(z1, z2, 0.5)  # noqa: E731
+        leaves = [z1, z2]
+    else:
+        loss_fn, leaves = build_case(case, batch, dim)
+    base = _maxrss_mb()
+    wall, cpu = _time_fn(partial(_step, loss_fn, leaves))
+    extra = _maxrss_mb() - base
+    rows, cols = score_shape(case, batch)
+    tile = rows_per_block(rows, cols, None)
+    tiled = _time_fn(_gemm3_timer(rows, cols, dim, tile))
+    full = _time_fn(_gemm3_timer(rows, cols, dim, None)) if rows * cols <= GEMM_FULL_MAX else None
+    return {
+        "case": case,
+        "batch": batch,
+        "rows": rows,
+        "cols": cols,
+        "tile_rows": tile,
+        "time_s": wall,
+        "cpu_s": cpu,
+        "extra_mb": extra,
+        "gemm_tiled": list(tiled),
+        "gemm_full": None if full is None else list(full),
+    }
+
+
+def gemm_sweep(args: argparse.Namespace) -> int:
+    """Run every (case, B) of the GEMM-ratio mode in a fresh process; print the ratio table."""
+    cases = (
+        [c.strip() for c in args.cases.split(",") if c.strip()]
+        if args.cases_set
+        else list(GEMM_CASES)
+    )
+    batches = [int(b) for b in args.batches.split(",")] if args.batches else list(GEMM_BATCHES)
+    print("# posneg contrastive objectives: forward+backward / three GEMMs of the score shape")
+    print(f"machine : {_cpu_model()}, {os.cpu_count()} logical CPUs, {_mem_total_gb():.1f} GB RAM")
+    print(f"platform: {platform.platform()}")
+    print(f"torch threads: {args.threads or torch.get_num_threads()}")
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in _versions().items()))
+    print("command : " + " ".join([os.path.relpath(sys.executable), *sys.argv]))
+    print(f"load average before (1/5/15 min): {_fmt_load(os.getloadavg())}")
+    print(f"D={args.dim}, float32; one fresh process per (case, B)\n")
+    print(
+        "| case | B | scores R x M | fwd+bwd wall / CPU | 3 GEMMs CPU (whole / tiled) | "
+        "ratio CPU | ratio wall | extra MB | load |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    records = []
+    for case in cases:
+        for b in batches:
+            cmd = [sys.executable, os.path.abspath(__file__), "--case", case, "--batch", str(b)]
+            cmd += ["--dim", str(args.dim), "--gemm-ratio"]
+            if args.threads is not None:
+                cmd += ["--threads", str(args.threads)]
+            load = os.getloadavg()[0]
+            try:
+                proc = subprocess.run(
+                    cmd, capture_output=True, text=True, timeout=args.timeout, check=False
+                )
+            except subprocess.TimeoutExpired:
+                print(f"| {case} | {b} | timeout > {args.timeout:.0f} s |||||| {load:.1f} |")
+                break
+            if proc.returncode != 0:
+                tail = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+                print(f"| {case} | {b} | failed: {tail[:80]} |||||| {load:.1f} |")
+                break
+            rec = json.loads(proc.stdout.strip().splitlines()[-1])
+            rec["load"] = load
+            records.append(rec)
+            full = rec["gemm_full"]
+            ref = min([rec["gemm_tiled"]] + ([full] if full else []), key=lambda r: r[1])
+            full_s = _fmt_time(full[1]) if full else "-"
+            print(
+                f"| {case} | {b} | {rec['rows']} x {rec['cols']} | {_fmt_time(rec['time_s'])} / "
+                f"{_fmt_time(rec['cpu_s'])} | {full_s} / {_fmt_time(rec['gemm_tiled'][1])} | "
+                f"{rec['cpu_s'] / ref[1]:.2f}x | {rec['time_s'] / ref[0]:.2f}x | "
+                f"{_fmt_mb(rec['extra_mb'])} | {load:.1f} |",
+                flush=True,
+            )
+    print(f"\nload average after (1/5/15 min): {_fmt_load(os.getloadavg())}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(records, fh, indent=1)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 # GPU section
 # ---------------------------------------------------------------------------------------------
 
@@ -500,16 +677,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gpu-batch", type=int, default=65536, help="B of the GPU section")
     p.add_argument("--no-gpu", action="store_true", help="skip the GPU section")
     p.add_argument("--json", default=None, help="also write the CPU results to this JSON file")
+    p.add_argument(
+        "--gemm-ratio",
+        action="store_true",
+        help="time each objective against the three GEMMs of its score shape (B 512..16384)",
+    )
     args = p.parse_args(argv)
+    args.cases_set = "--cases" in (sys.argv if argv is None else argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.case is not None:
-        if args.case not in ALL_CASES:
+        if args.case not in ALL_CASES + GEMM_CASES:
             print(f"contrastive.py: unknown case {args.case!r}; known: {', '.join(ALL_CASES)}")
             return 2
-        print(json.dumps(run_case(args.case, args.batch, args.dim)))
+        if args.gemm_ratio:
+            print(json.dumps(run_gemm_case(args.case, args.batch, args.dim)))
+        else:
+            print(json.dumps(run_case(args.case, args.batch, args.dim)))
         return 0
-    return sweep(args)
+    return gemm_sweep(args) if args.gemm_ratio else sweep(args)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,16 @@ plus a few passes over each tile, and memory is O((B + M) * D + one tile): no (B
 saved for backward. The earlier ``map_rows`` route (activation checkpointing) ran every tile's
 forward twice and let autograd replay a dozen tile-sized operations; that is what this replaces.
 
+When the caller knows that the gradient reaching ``lse`` will be the same for every row (a
+"mean" or "sum" of per-row terms, ``uniform_grad=True``), the forward also forms ``P k`` and
+``P^T q`` from the tile it already holds (``P`` the row softmax), so forward + backward cost
+three GEMMs and one exp per score, and the backward only scales two (B, D)/(M, D) tensors. If
+the gradient that arrives is not uniform after all, the backward recomputes as above: the hint
+changes the time, never the result.
+
+Tile buffers are allocated once per call and reused by every tile: on CPU a fresh tile-sized
+allocation per tile costs page faults comparable to the tile's GEMM.
+
 For anchors ``q`` (B, D), candidates ``k`` (M, D), scales ``c_s`` and ``exclude_offsets`` O
 (column j is excluded for row i when ``j == (i + o) mod M`` for some o in O)::
 
@@ -46,8 +56,6 @@ from posneg._tiling import compute_dtype, rows_per_block
 
 __all__ = ["row_logsumexp", "row_logsumexp_scales"]
 
-_TRITON_DISABLED = False  # flipped by tests to force the torch path on CUDA
-
 
 def _check_offsets(fn: str, exclude_offsets: Any) -> tuple[int, ...]:
     if isinstance(exclude_offsets, (str, bytes)) or not isinstance(exclude_offsets, Sequence):
@@ -59,7 +67,9 @@ def _check_offsets(fn: str, exclude_offsets: Any) -> tuple[int, ...]:
 
 def _check_scales(fn: str, scales: Any) -> tuple[float, ...]:
     if isinstance(scales, (str, bytes)) or not isinstance(scales, Sequence):
-        raise TypeError(f"{fn}: scales must be a tuple of real numbers; got {type(scales).__name__}")
+        raise TypeError(
+            f"{fn}: scales must be a tuple of real numbers; got {type(scales).__name__}"
+        )
     if len(scales) == 0:
         raise ValueError(f"{fn}: scales must hold at least one scale; got {tuple(scales)!r}")
     return tuple(_checks.check_real(fn, "scales[]", c) for c in scales)
@@ -83,7 +93,7 @@ def _excluded_cols(start: int, stop: int, m: int, offsets: tuple[int, ...], devi
 
 def _kernels(q: torch.Tensor, k: torch.Tensor, n_scales: int) -> Any:
     """The ``posneg._kernels`` module when its Triton pair applies here, else None."""
-    if _TRITON_DISABLED or n_scales != 1 or not (q.is_cuda and k.is_cuda):
+    if n_scales != 1 or not (q.is_cuda and k.is_cuda):
         return None
     try:
         mod = importlib.import_module("posneg._kernels")
@@ -93,29 +103,92 @@ def _kernels(q: torch.Tensor, k: torch.Tensor, n_scales: int) -> Any:
     return mod if usable is not None and bool(usable(q, k)) else None
 
 
+def _row_max_(base: torch.Tensor, cols: torch.Tensor | None) -> torch.Tensor:
+    """Mask the excluded ``cols`` of ``base`` (R, M) with -inf in place; return the row max (R, 1).
+
+    An infinite row max (every column excluded, or an infinite score) becomes 0, as in
+    ``torch.logsumexp``, so the shift below never produces inf - inf.
+    """
+    if cols is not None:
+        base.scatter_(1, cols, -math.inf)
+    mx = base.amax(dim=1, keepdim=True)
+    return torch.where(torch.isinf(mx), torch.zeros_like(mx), mx)
+
+
+def _exp_lse(
+    base: torch.Tensor, mx: torch.Tensor, c: float, into: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``into = exp(c * base - c * mx)`` for ``c > 0`` (one pass plus the exp); (lse, row sum).
+
+    ``max_j c * S_ij = c * max_j S_ij`` for ``c > 0`` (rounding is monotone), so one row max
+    serves every positive scale. ``into`` may be ``base`` itself (the last use of the scores).
+    """
+    shift = mx * c
+    t = torch.add(-shift, base, alpha=c, out=into).exp_()
+    total = t.sum(dim=1)
+    return total.log().add_(shift.squeeze(1)), total
+
+
 def _forward_tiles(
     q: torch.Tensor, k: torch.Tensor, scales: tuple[float, ...], offsets: tuple[int, ...], step: int
 ) -> torch.Tensor:
-    """(S, B) masked row log-sum-exps, one row tile of scores at a time, in place."""
+    """(S, B) masked row log-sum-exps, one row tile of scores at a time.
+
+    At most two (step, M) buffers are allocated for the whole call and reused by every tile (a
+    fresh tile-sized allocation per tile costs page faults comparable to its GEMM).
+    """
     b, m = q.shape[0], k.shape[0]
     out = torch.empty(len(scales), b, dtype=q.dtype, device=q.device)
+    rows = min(step, b)
+    base_buf = torch.empty(rows, m, dtype=q.dtype, device=q.device)
+    work_buf = torch.empty_like(base_buf) if len(scales) > 1 else base_buf
+    kt = k.T
+    n_cols = m - len(offsets)
+    for start in range(0, b, step):
+        stop = min(start + step, b)
+        r = stop - start
+        base = torch.mm(q[start:stop], kt, out=base_buf[:r])
+        cols = _excluded_cols(start, stop, m, offsets, q.device)
+        if all(c >= 0.0 for c in scales):
+            mx = _row_max_(base, cols)
+            for s, c in enumerate(scales):
+                if c == 0.0:  # log of the number of candidates, exactly
+                    out[s, start:stop] = math.log(n_cols) if n_cols > 0 else -math.inf
+                    continue
+                into = base if s == len(scales) - 1 else work_buf[:r]
+                out[s, start:stop] = _exp_lse(base, mx, c, into)[0]
+            continue
+        for s, c in enumerate(scales):  # a negative scale: scale first, then mask and shift
+            last = s == len(scales) - 1
+            t = base.mul_(c) if last else torch.mul(base, c, out=work_buf[:r])
+            out[s, start:stop] = _exp_lse(t, _row_max_(t, cols), 1.0, t)[0]
+    return out
+
+
+def _forward_tiles_eager(
+    q: torch.Tensor, k: torch.Tensor, scale: float, offsets: tuple[int, ...], step: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Row log-sum-exps and the gradient directions ``u = P k``, ``v = P^T q`` (one scale > 0).
+
+    ``P = softmax`` of each row's masked scores; ``u`` (B, D) and ``v`` (M, D) are the gradients
+    of ``sum_i lse_i`` divided by ``scale``, so a uniform upstream gradient needs no recompute.
+    """
+    b, m = q.shape[0], k.shape[0]
+    out = torch.empty(b, dtype=q.dtype, device=q.device)
+    u = torch.empty_like(q)
+    v = torch.zeros_like(k)
+    buf = torch.empty(min(step, b), m, dtype=q.dtype, device=q.device)
     kt = k.T
     for start in range(0, b, step):
         stop = min(start + step, b)
-        base = q[start:stop] @ kt  # (R, M)
-        cols = _excluded_cols(start, stop, m, offsets, q.device)
-        for s, c in enumerate(scales):
-            last = s == len(scales) - 1
-            t = base if last else base.clone()
-            if c != 1.0:
-                t.mul_(c)
-            if cols is not None:
-                t.scatter_(1, cols, -math.inf)
-            mx = t.amax(dim=1, keepdim=True)
-            mx = torch.where(torch.isinf(mx), torch.zeros_like(mx), mx)
-            t.sub_(mx).exp_()
-            out[s, start:stop] = t.sum(dim=1).log_().add_(mx.squeeze(1))
-    return out
+        qt = q[start:stop]
+        t = torch.mm(qt, kt, out=buf[: stop - start])
+        mx = _row_max_(t, _excluded_cols(start, stop, m, offsets, q.device))
+        out[start:stop], total = _exp_lse(t, mx, scale, t)  # t: exp(c S - c max), 0 if excluded
+        inv = total.reciprocal_().unsqueeze(1)  # P = t * inv
+        torch.mm(t, k, out=u[start:stop]).mul_(inv)
+        v.addmm_(t.T, qt * inv)
+    return out, u, v
 
 
 def _backward_tiles(
@@ -128,36 +201,43 @@ def _backward_tiles(
     step: int,
     need: tuple[bool, bool],
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """dq, dk from recomputed tiles: ``P = sum_s g_s c_s exp(c_s S - lse_s)``, dq = P k, dk = P^T q."""
+    """dq, dk from recomputed tiles: ``P = sum_s w_s exp(c_s S - lse_s)``, dq = P k, dk = P^T q.
+
+    The row weights ``w_s = g_s c_s`` enter the exponent as ``log |w_s|`` (no extra pass); their
+    signs are applied as one row sign ``sigma`` outside the GEMMs (O((B + M) D)) and, for
+    further scales, as the per-row factor ``rho_s = sigma * sign(w_s)`` of one ``addcmul_``.
+    """
     b, m = q.shape[0], k.shape[0]
-    weight = grad * torch.tensor(scales, dtype=grad.dtype, device=grad.device)[:, None]  # (S, B)
+    w = grad * torch.tensor(scales, dtype=grad.dtype, device=grad.device)[:, None]  # (S, B)
+    shift = lse - torch.log(w.abs())  # +inf where w = 0: that scale contributes exp(-inf) = 0
+    sigma = torch.where(w[0] < 0, -1.0, 1.0).to(w.dtype)
+    rho = sigma * torch.sign(w)  # (S, B); rho[0] is 1 or 0
     dq = torch.empty_like(q) if need[0] else None
     dk = torch.zeros_like(k) if need[1] else None
+    rows = min(step, b)
+    base_buf = torch.empty(rows, m, dtype=q.dtype, device=q.device)
+    p_buf = torch.empty_like(base_buf) if len(scales) > 1 else base_buf
     kt = k.T
     for start in range(0, b, step):
         stop = min(start + step, b)
+        r = stop - start
         qt = q[start:stop]
-        base = qt @ kt
-        if len(scales) == 1:
-            # P = g c exp(c S - lse): the row weight g c is applied after the GEMMs (O(R * D))
-            if scales[0] != 1.0:
-                base.mul_(scales[0])
-            p = base.sub_(lse[0, start:stop, None]).exp_()
-            row_w = weight[0, start:stop, None]
-        else:
-            p = torch.zeros_like(base)
-            for s, c in enumerate(scales):
-                e = base.mul(c).sub_(lse[s, start:stop, None]).exp_()
-                p.add_(e.mul_(weight[s, start:stop, None]))
-            row_w = None
+        base = torch.mm(qt, kt, out=base_buf[:r])
+        p = p_buf[:r]
+        torch.add(-shift[0, start:stop, None], base, alpha=scales[0], out=p).exp_()
+        for s in range(1, len(scales)):
+            # the last scale overwrites the scores; a middle one (three or more) needs its own
+            into = base if s == len(scales) - 1 else torch.empty_like(base)
+            t = torch.add(-shift[s, start:stop, None], base, alpha=scales[s], out=into).exp_()
+            p.addcmul_(t, rho[s, start:stop, None])
         cols = _excluded_cols(start, stop, m, offsets, q.device)
         if cols is not None:
             p.scatter_(1, cols, 0.0)
+        sig = sigma[start:stop, None]
         if dq is not None:
-            dq_t = p @ k
-            dq[start:stop] = dq_t if row_w is None else dq_t.mul_(row_w)
+            torch.mm(p, k, out=dq[start:stop]).mul_(sig)
         if dk is not None:
-            dk.addmm_(p.T, qt if row_w is None else qt * row_w)
+            dk.addmm_(p.T, qt * sig)
     return dq, dk
 
 
@@ -189,48 +269,72 @@ def _backward_graph(
     return torch.cat(dqs, dim=0), dk
 
 
+Grads = tuple[torch.Tensor | None, torch.Tensor | None, None, None, None, None]
+
+
 class _RowLSE(torch.autograd.Function):
-    """Autograd node of :func:`row_logsumexp_scales`: saves q, k and the (S, B) result only."""
+    """Autograd node of :func:`row_logsumexp_scales`.
+
+    Saves q, k and the (S, B) result; with ``eager`` also the (B, D) and (M, D) gradient
+    directions of a uniform upstream gradient. Never a (B, M) tensor.
+    """
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         q: torch.Tensor,
         k: torch.Tensor,
         scales: tuple[float, ...],
         offsets: tuple[int, ...],
         step: int,
+        eager: bool,
     ) -> torch.Tensor:
         kern = _kernels(q, k, len(scales))
+        eager = (
+            eager
+            and kern is None
+            and len(scales) == 1
+            and scales[0] > 0.0
+            and len(offsets) < k.shape[0]
+            and any(ctx.needs_input_grad[:2])
+        )
+        ctx.scales, ctx.offsets, ctx.step = scales, offsets, step
+        ctx.triton, ctx.eager = kern is not None, eager
+        if eager:
+            lse, u, v = _forward_tiles_eager(q, k, scales[0], offsets, step)
+            lse = lse.unsqueeze(0)
+            ctx.save_for_backward(q, k, lse, u, v)
+            return lse
         if kern is not None:
             lse = kern.row_lse_forward(q, k, scale=scales[0], exclude_offsets=offsets)
             lse = lse.to(q.dtype).unsqueeze(0)
         else:
             lse = _forward_tiles(q, k, scales, offsets, step)
-        ctx.scales, ctx.offsets, ctx.step = scales, offsets, step
-        ctx.triton = kern is not None
         ctx.save_for_backward(q, k, lse)
         return lse
 
     @staticmethod
-    def backward(  # type: ignore[override]
-        ctx: Any, grad: torch.Tensor
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None, None]:
-        q, k, lse = ctx.saved_tensors
+    def backward(ctx: Any, grad: torch.Tensor) -> Grads:
+        q, k, lse = ctx.saved_tensors[:3]
         need = (bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[1]))
+        dq: torch.Tensor | None
+        dk: torch.Tensor | None
         if len(ctx.offsets) >= k.shape[0]:  # every column excluded: lse = -inf, no gradient
-            return torch.zeros_like(q), torch.zeros_like(k), None, None, None
-        if torch.is_grad_enabled():  # create_graph=True: keep the gradient differentiable
+            dq, dk = torch.zeros_like(q), torch.zeros_like(k)
+        elif torch.is_grad_enabled():  # create_graph=True: keep the gradient differentiable
             dq, dk = _backward_graph(q, k, grad, ctx.scales, ctx.offsets, ctx.step)
-            return (dq if need[0] else None), (dk if need[1] else None), None, None, None
-        if ctx.triton:
+        elif ctx.eager and bool((grad == grad[0, 0]).all()):
+            u, v = ctx.saved_tensors[3:]
+            w = grad[0, 0] * ctx.scales[0]
+            dq, dk = u * w, v * w
+        elif ctx.triton:
             kern = importlib.import_module("posneg._kernels")
             dq, dk = kern.row_lse_backward(
                 q, k, lse[0], grad[0], scale=ctx.scales[0], exclude_offsets=ctx.offsets
             )
-            return (dq if need[0] else None), (dk if need[1] else None), None, None, None
-        dq, dk = _backward_tiles(q, k, lse, grad, ctx.scales, ctx.offsets, ctx.step, need)
-        return dq, dk, None, None, None
+        else:
+            dq, dk = _backward_tiles(q, k, lse, grad, ctx.scales, ctx.offsets, ctx.step, need)
+        return (dq if need[0] else None), (dk if need[1] else None), None, None, None, None
 
 
 def row_logsumexp_scales(
@@ -280,7 +384,7 @@ def row_logsumexp_scales(
     cs = _check_scales(fn, scales)
     offs = _check_offsets(fn, exclude_offsets)
     _checks.check_chunk_size(fn, chunk_size)
-    return _apply(q, k, cs, offs, chunk_size)
+    return _apply(q, k, cs, offs, chunk_size, False)
 
 
 def row_logsumexp(
@@ -290,6 +394,7 @@ def row_logsumexp(
     scale: float = 1.0,
     exclude_offsets: Sequence[int] = (),
     chunk_size: int | None = None,
+    uniform_grad: bool = False,
 ) -> torch.Tensor:
     """Row log-sum-exp ``lse_i = log sum_{j not excluded} exp(scale * <q_i, k_j>)`` (B,).
 
@@ -302,6 +407,12 @@ def row_logsumexp(
         scale: finite multiplier of the scores (``1 / temperature``).
         exclude_offsets: column j is left out of row i when ``j == (i + o) mod M``.
         chunk_size: rows per tile; ``None``: as many as fit ``DEFAULT_MAX_ELEMENTS`` scores.
+        uniform_grad: a hint from a caller that knows the gradient reaching ``lse`` is the same
+            for every row (a "mean" or "sum" of per-row terms with ``lse_i`` entering each with
+            weight 1). The forward then also forms ``P k`` and ``P^T q`` from its tiles (three
+            GEMMs in all) and the backward only scales them; if the gradient turns out not
+            uniform, the backward recomputes the tiles as without the hint, so the result never
+            depends on it, only the time does.
 
     Returns:
         (B,): float32 for float16/bfloat16 inputs, else the inputs' dtype.
@@ -324,7 +435,8 @@ def row_logsumexp(
     c = _checks.check_real(fn, "scale", scale)
     offs = _check_offsets(fn, exclude_offsets)
     _checks.check_chunk_size(fn, chunk_size)
-    return _apply(q, k, (c,), offs, chunk_size)[0]
+    _checks.check_bool(fn, "uniform_grad", uniform_grad)
+    return _apply(q, k, (c,), offs, chunk_size, uniform_grad)[0]
 
 
 def _apply(
@@ -333,11 +445,12 @@ def _apply(
     scales: tuple[float, ...],
     offsets: tuple[int, ...],
     chunk_size: int | None,
+    eager: bool,
 ) -> torch.Tensor:
     dtype = compute_dtype(q)
     q, k = q.to(dtype), k.to(dtype)
     m = int(k.shape[0])
     offs = tuple(sorted({o % m for o in offsets}))
     step = rows_per_block(int(q.shape[0]), m, chunk_size)
-    out: torch.Tensor = _RowLSE.apply(q, k, scales, offs, step)
+    out: torch.Tensor = _RowLSE.apply(q, k, scales, offs, step, eager)
     return out

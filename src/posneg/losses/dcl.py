@@ -8,7 +8,6 @@ the (weighted) positive, a row-wise dot product.
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 
@@ -37,13 +36,17 @@ def _dcl_rows(
     n: int,
     temperature: float,
     chunk_size: int | None,
+    reduction: str,
     weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-row DCL: one log-sum-exp over the 2B - 2 negatives minus the (weighted) positive."""
     rows, pos = _two_view_rows(z, n, temperature)
     if weights is not None:
         pos = weights * pos
-    return row_logsumexp(rows, z, exclude_offsets=(0, n), chunk_size=chunk_size) - pos
+    lse = row_logsumexp(
+        rows, z, exclude_offsets=(0, n), chunk_size=chunk_size, uniform_grad=reduction != "none"
+    )
+    return lse - pos
 
 
 def dcl(
@@ -102,7 +105,7 @@ def dcl(
     fn = "dcl"
     t = _check_hparams(fn, temperature, normalize, reduction, chunk_size)
     z, n = _two_views(fn, z1, z2, normalize)
-    return reduce_loss(_dcl_rows(z, n, t, chunk_size), reduction)
+    return reduce_loss(_dcl_rows(z, n, t, chunk_size, reduction), reduction)
 
 
 def _weights(z: torch.Tensor, n: int, sigma: float) -> torch.Tensor:
@@ -171,7 +174,8 @@ def dclw(
     _checks.check_bool(fn, "detach_weights", detach_weights)
     z, n = _two_views(fn, z1, z2, normalize)
     w = _weights(z.detach() if detach_weights else z, n, s)
-    return reduce_loss(_dcl_rows(z, n, t, chunk_size, torch.cat([w, w])), reduction)
+    per_row = _dcl_rows(z, n, t, chunk_size, reduction, torch.cat([w, w]))
+    return reduce_loss(per_row, reduction)
 
 
 class DCLLoss(nn.Module):

@@ -121,11 +121,19 @@ def _cross_rows(
 
 
 def _info_nce_rows(
-    anchors: torch.Tensor, cands: torch.Tensor, temperature: float, chunk_size: int | None
+    anchors: torch.Tensor,
+    cands: torch.Tensor,
+    temperature: float,
+    chunk_size: int | None,
+    uniform_grad: bool,
 ) -> torch.Tensor:
-    """Per-row InfoNCE of ``anchors`` against ``cands`` = [keys (B); extra negatives]."""
+    """Per-row InfoNCE of ``anchors`` against ``cands`` = [keys (B); extra negatives].
+
+    ``uniform_grad``: the caller reduces the rows by a mean or sum (see ``row_logsumexp``).
+    """
     rows, pos = _cross_rows(anchors, cands, temperature)
-    return row_logsumexp(rows, cands, chunk_size=chunk_size) - pos
+    lse = row_logsumexp(rows, cands, chunk_size=chunk_size, uniform_grad=uniform_grad)
+    return lse - pos
 
 
 def info_nce(
@@ -212,9 +220,10 @@ def info_nce(
     q = _prepare(query, normalize)
     k = _prepare(key, normalize)
     cands = torch.cat([k, _prepare(negatives, normalize)]) if negatives is not None and m else k
-    per_row = _info_nce_rows(q, cands, t, chunk_size)
+    uniform = reduction != "none"
+    per_row = _info_nce_rows(q, cands, t, chunk_size, uniform)
     if symmetric:
-        per_row = 0.5 * (per_row + _info_nce_rows(k, q, t, chunk_size))
+        per_row = 0.5 * (per_row + _info_nce_rows(k, q, t, chunk_size, uniform))
     return reduce_loss(per_row, reduction)
 
 
@@ -324,7 +333,9 @@ def nt_xent(
     t = _check_hparams(fn, temperature, normalize, reduction, chunk_size)
     z, n = _two_views(fn, z1, z2, normalize)
     rows, pos = _two_view_rows(z, n, t)
-    lse = row_logsumexp(rows, z, exclude_offsets=(0,), chunk_size=chunk_size)
+    lse = row_logsumexp(
+        rows, z, exclude_offsets=(0,), chunk_size=chunk_size, uniform_grad=reduction != "none"
+    )
     return reduce_loss(lse - pos, reduction)
 
 

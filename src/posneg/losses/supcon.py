@@ -182,7 +182,11 @@ def supcon(
         z = F.normalize(z, dim=1)
     inv_t = 1.0 / temperature
 
-    log_denominator = row_logsumexp(z, z, scale=inv_t, exclude_offsets=(0,), chunk_size=chunk_size)
+    # every anchor counted with the same weight when all have a positive (a "mean" or "sum")
+    uniform = reduction != "none" and n_valid == n
+    log_denominator = row_logsumexp(
+        z, z, scale=inv_t, exclude_offsets=(0,), chunk_size=chunk_size, uniform_grad=uniform
+    )
     # sum of the positives' embeddings: the anchor's class sum minus the anchor (O(N * D))
     class_sum = torch.zeros(counts.shape[0], z.shape[1], dtype=z.dtype, device=z.device)
     positives = class_sum.index_add(0, inverse, z)[inverse] - z
