@@ -320,3 +320,144 @@ def test_reprs() -> None:
     assert "gamma_neg=7.0" in repr(CQDINOSelectionLoss())
     assert "parents=3 nodes" in repr(CQDINOSelectionLoss(parents=[-1, 0, 0]))
     assert "num_categories=2, dim=4" in repr(CategoryTreeAggregation(parents=[-1, 0], dim=4))
+
+
+# --- the image-guided selector (LearnableCategoryQueryTree + tagbertmodel.BertLayer, 030f0e1)
+
+
+def test_cross_attention_matches_naive_loop() -> None:
+    from posneg.detection.cq_dino import cross_attention
+
+    g = torch.Generator().manual_seed(0)
+    b, nq, nl, dim, h = 2, 3, 4, 6, 2
+    q = torch.randn(b, nq, dim, generator=g, dtype=torch.float64)
+    k = torch.randn(b, nl, dim, generator=g, dtype=torch.float64)
+    v = torch.randn(b, nl, dim, generator=g, dtype=torch.float64)
+    got = cross_attention(queries=q, keys=k, values=v, num_heads=h)
+    d = dim // h
+    for bi in range(b):
+        for i in range(nq):
+            for head in range(h):
+                sl = slice(head * d, (head + 1) * d)
+                s = [float(q[bi, i, sl] @ k[bi, j, sl]) / math.sqrt(d) for j in range(nl)]
+                m = max(s)
+                e = [math.exp(x - m) for x in s]
+                w = [x / sum(e) for x in e]
+                ref = sum(w[j] * v[bi, j, sl] for j in range(nl))
+                assert torch.allclose(got[bi, i, sl], ref)
+
+
+def test_image_tokens_prepend_the_pooled_token() -> None:
+    from posneg.detection.cq_dino import image_tokens
+
+    x = torch.arange(2 * 3 * 2 * 2, dtype=torch.float64).view(2, 3, 2, 2)
+    t = image_tokens(features=x)
+    assert t.shape == (2, 5, 3)
+    assert torch.equal(t[:, 0], x.mean(dim=(2, 3)))
+    assert torch.equal(t[1, 1:], x[1].flatten(1).T)
+
+
+def _selector(**kw):  # type: ignore[no-untyped-def]
+    from posneg.detection.cq_dino import CategoryQuerySelector
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        emb = torch.randn(7, 8)
+        return CategoryQuerySelector(
+            embeddings=emb, image_dim=5, encoder_width=6, num_heads=2, k=3, **kw
+        ).double()
+
+
+def _released_selector(sel, feats):  # type: ignore[no-untyped-def]
+    """``LearnableCategoryQueryTree.forward`` + ``generate`` with ``BertLayer(mode='tagging')``,
+    followed op by op (transpose_for_scores, additive all-valid mask, GELU, LayerNorm eps 1e-12)."""
+    b, c_img = feats.shape[:2]
+    label = torch.relu(sel.wordvec_proj(sel.embeddings))
+    x = feats.view(b, c_img, -1)
+    cls_tok = torch.nn.AdaptiveAvgPool1d(1)(x)
+    x = torch.cat([cls_tok, x], dim=2).transpose(1, 2)
+    x = sel.image_proj(x)
+    mask = (1.0 - torch.ones(b, 1, 1, x.shape[1], dtype=x.dtype)) * -10000.0
+    label = label.unsqueeze(0).repeat(b, 1, 1)
+    if sel.parents is not None:
+        label = tree_aggregate(queries=label, parents=sel.parents)
+    h = sel.label_norm(label)
+    for layer in sel.layers:
+        heads, dim = layer.heads, h.shape[-1]
+        d = dim // heads
+
+        def tfs(t, heads=heads, d=d):  # type: ignore[no-untyped-def]
+            return t.view(*t.shape[:-1], heads, d).permute(0, 2, 1, 3)
+
+        scores = tfs(layer.query(h)) @ tfs(layer.key(x)).transpose(-1, -2) / math.sqrt(d) + mask
+        ctx = (torch.softmax(scores, -1) @ tfs(layer.value(x))).permute(0, 2, 1, 3)
+        ctx = ctx.contiguous().view(b, -1, dim)
+        a = torch.nn.functional.layer_norm(
+            layer.attn_out(ctx) + h, (dim,), layer.attn_norm.weight, layer.attn_norm.bias, 1e-12
+        )
+        inter = torch.nn.functional.gelu(layer.ffn_in(a))
+        h = torch.nn.functional.layer_norm(
+            layer.ffn_out(inter) + a, (dim,), layer.ffn_norm.weight, layer.ffn_norm.bias, 1e-12
+        )
+    logits = sel.fc(h).squeeze(-1)
+    return logits, torch.topk(logits, k=min(sel.k, logits.shape[1]), dim=-1).indices
+
+
+@pytest.mark.parametrize("parents", [None, [-1, 0, 0, 1, 1, -1, 5]])
+def test_selector_matches_released_forward(parents) -> None:  # type: ignore[no-untyped-def]
+    sel = _selector(parents=parents)
+    feats = torch.randn(2, 5, 3, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    out = sel(feats)
+    ref_logits, ref_top = _released_selector(sel, feats)
+    assert torch.allclose(out.logits, ref_logits, atol=1e-12)
+    assert torch.equal(out.selected, ref_top)
+    assert out.queries.shape == (2, 7, 8)
+
+
+def test_selector_k_at_least_c_keeps_every_category_and_trains() -> None:
+    from posneg.detection.cq_dino import CategoryQuerySelector
+
+    sel = CategoryQuerySelector(
+        embeddings=torch.randn(4, 8, generator=torch.Generator().manual_seed(2)),
+        image_dim=3,
+        encoder_width=4,
+        num_heads=4,
+        num_layers=1,
+        k=10,
+    )
+    out = sel(torch.randn(2, 3, 2, 2, generator=torch.Generator().manual_seed(3)))
+    assert sorted(out.selected[0].tolist()) == [0, 1, 2, 3]
+    targets = torch.tensor([[1.0, 0, 0, 0], [0, 0, 1, 1]])
+    asymmetric_loss(logits=out.logits, targets=targets).backward()
+    assert sel.embeddings.grad is not None and float(sel.embeddings.grad.abs().sum()) > 0
+    assert sel.image_proj.weight.grad is not None
+
+
+def test_selector_image_changes_the_logits() -> None:
+    sel = _selector()
+    g = torch.Generator().manual_seed(4)
+    a = sel(torch.randn(1, 5, 2, 2, generator=g, dtype=torch.float64)).logits
+    b = sel(torch.randn(1, 5, 2, 2, generator=g, dtype=torch.float64)).logits
+    assert not torch.allclose(a, b)
+
+
+def test_selector_errors_and_repr() -> None:
+    from posneg.detection.cq_dino import CategoryQuerySelector, cross_attention, image_tokens
+
+    with pytest.raises(ValueError, match="CategoryQuerySelector: num_heads"):
+        CategoryQuerySelector(embeddings=torch.randn(3, 6), image_dim=2, num_heads=4)
+    with pytest.raises(ValueError, match="CategoryQuerySelector: parents"):
+        CategoryQuerySelector(embeddings=torch.randn(3, 4), image_dim=2, parents=[-1, 0])
+    with pytest.raises(ValueError, match="CategoryQuerySelector: features"):
+        _selector()(torch.randn(1, 4, 2, 2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="image_tokens: features"):
+        image_tokens(features=torch.randn(2, 3, 4))
+    with pytest.raises(ValueError, match="cross_attention: num_heads"):
+        cross_attention(
+            queries=torch.randn(1, 2, 6),
+            keys=torch.randn(1, 3, 6),
+            values=torch.randn(1, 3, 6),
+            num_heads=4,
+        )
+    r = repr(_selector(parents=[-1, 0, 0, 1, 1, -1, 5]))
+    assert "num_categories=7" in r and "num_heads=2" in r and "k=3" in r and "7 nodes" in r

@@ -48,9 +48,23 @@ Pieces (pure functions; thin modules below):
   set only. With selection the candidate set is the top-K: the dilution measurement of the
   paper's analysis (whose formal statements are not verified here).
 
-Not transcribed: the Query2Label cross-attention selector (a 2-layer BERT without
-self-attention over backbone tokens) and the detector itself; the bench uses an image-level
-linear selector. The COCO variant's ``LabelSelfAttention`` feeds ``nn.MultiheadAttention``
+- :func:`image_tokens`, :func:`cross_attention` and :class:`CategoryQuerySelector`: the
+  image-guided selector of ``LearnableCategoryQueryTree.forward``/``generate`` (read at commit
+  030f0e1, with ``tagbertmodel.py``'s ``BertLayer`` in ``mode='tagging'``). Category queries
+  ``Q0 = ReLU(Linear(E))``, the tree pass (optional) and LayerNorm; image tokens = the
+  backbone's last map flattened with its average-pooled token prepended, projected to the
+  encoder width (1024 -> 512 released); then ``num_layers`` (2) BERT layers whose
+  self-attention is deleted: multi-head cross-attention of the category queries to the image
+  tokens (``softmax(q k^T / sqrt(d_head)) v``, all tokens valid), dense + residual + LayerNorm,
+  then the feed-forward block (dense, GELU, dense) + residual + LayerNorm (eps 1e-12); the
+  selection logit is ``Linear(D, 1)`` of each category's output; the top ``K`` are selected
+  (:func:`select_top_k`). The released config file (``q2l_config.json``: hidden 768, 4 heads,
+  2 layers) was not in the stored index; the feed-forward width defaults to ``4 D`` (BERT's)
+  and dropout is left out (the release's 0.1 acts only in training; randomness here goes
+  through ``generator=`` only).
+
+Not transcribed: the detector itself; the bench uses an image-level linear selector. The COCO
+variant's ``LabelSelfAttention`` feeds ``nn.MultiheadAttention``
 (sequence-first) a ``(1, C, 768)`` tensor, i.e. a sequence of length 1 and a batch of ``C``:
 each category attends only to itself, so the "implicit correlation" is a per-category linear
 map plus residual and LayerNorm in the released code (documented, not reimplemented).
@@ -79,14 +93,18 @@ from posneg import _checks
 __all__ = [
     "CQDINOSelectionLoss",
     "CategoryContrastiveHead",
+    "CategoryQuerySelector",
+    "CategorySelection",
     "CategoryTreeAggregation",
     "GradientShare",
     "ancestor_mask",
     "asymmetric_loss",
     "category_positive_map",
     "contrastive_logits",
+    "cross_attention",
     "focal_logit_gradient",
     "gradient_share",
+    "image_tokens",
     "select_top_k",
     "tree_aggregate",
     "tree_depths",
@@ -604,3 +622,206 @@ class CategoryContrastiveHead(nn.Module):
 
     def extra_repr(self) -> str:
         return f"bias_init={float(self.bias.detach()[0]):.4f}"
+
+
+def image_tokens(*, features: torch.Tensor) -> torch.Tensor:
+    """The selector's image tokens: ``(B, C, H, W)`` -> ``(B, 1 + H W, C)``, pooled token first.
+
+    As ``LearnableCategoryQueryTree.forward``: flatten the map, prepend its average over the
+    ``H W`` positions (``AdaptiveAvgPool1d(1)``), tokens last-but-one.
+    """
+    fn = "image_tokens"
+    x = _checks.check_float(fn, "features", features)
+    if x.dim() != 4:
+        raise ValueError(f"{fn}: features must have shape (B, C, H, W); got {tuple(x.shape)}")
+    flat = x.flatten(2)
+    return torch.cat((flat.mean(dim=2, keepdim=True), flat), dim=2).transpose(1, 2)
+
+
+def cross_attention(
+    *, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, num_heads: int
+) -> torch.Tensor:
+    """Multi-head scaled dot-product attention of projected queries to projected keys/values.
+
+    ``BertSelfAttention`` as a cross-attention: split the last dimension into ``num_heads``
+    heads of ``d = D / num_heads``, ``softmax(q k^T / sqrt(d)) v`` per head over the ``L``
+    tokens, heads concatenated back.
+
+    Args:
+        queries: ``(B, Q, D)``.
+        keys: ``(B, L, D)``.
+        values: ``(B, L, D)``.
+        num_heads: divides ``D``.
+
+    Returns:
+        ``(B, Q, D)``.
+    """
+    fn = "cross_attention"
+    q = _checks.check_float(fn, "queries", queries)
+    k = _checks.check_float(fn, "keys", keys)
+    v = _checks.check_float(fn, "values", values)
+    h = _checks.check_int(fn, "num_heads", num_heads, min_value=1)
+    if q.dim() != 3 or k.dim() != 3 or k.shape != v.shape:
+        raise ValueError(
+            f"{fn}: queries (B, Q, D), keys and values (B, L, D) expected; got "
+            f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+        )
+    if q.shape[0] != k.shape[0] or q.shape[2] != k.shape[2] or k.shape[1] < 1:
+        raise ValueError(
+            f"{fn}: queries and keys must agree in B and D (L >= 1); got {tuple(q.shape)} "
+            f"and {tuple(k.shape)}"
+        )
+    if q.shape[2] % h:
+        raise ValueError(f"{fn}: num_heads = {h} must divide D = {q.shape[2]}")
+    b, n_q, dim = q.shape
+    d = dim // h
+
+    def split(t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(b, t.shape[1], h, d).transpose(1, 2)
+
+    scores = split(q) @ split(k).transpose(-1, -2) / math.sqrt(d)
+    out = torch.softmax(scores, dim=-1) @ split(v)
+    return out.transpose(1, 2).reshape(b, n_q, dim)
+
+
+class CategorySelection(NamedTuple):
+    """Output of :class:`CategoryQuerySelector`.
+
+    Attributes:
+        logits: ``(B, C)`` selection logits (the ASL input).
+        queries: ``(B, C, D)`` category queries after the cross-attention layers.
+        selected: ``(B, min(K, C))`` indices of the top-``K`` logits, best first.
+    """
+
+    logits: torch.Tensor
+    queries: torch.Tensor
+    selected: torch.Tensor
+
+
+class _TaggingLayer(nn.Module):
+    """One BERT layer in ``mode='tagging'``: cross-attention block and feed-forward block."""
+
+    def __init__(self, dim: int, width: int, heads: int, ffn: int, eps: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.query = nn.Linear(dim, dim)
+        self.key = nn.Linear(width, dim)
+        self.value = nn.Linear(width, dim)
+        self.attn_out = nn.Linear(dim, dim)
+        self.attn_norm = nn.LayerNorm(dim, eps=eps)
+        self.ffn_in = nn.Linear(dim, ffn)
+        self.ffn_out = nn.Linear(ffn, dim)
+        self.ffn_norm = nn.LayerNorm(dim, eps=eps)
+
+    def forward(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        ctx = cross_attention(
+            queries=self.query(x),
+            keys=self.key(tokens),
+            values=self.value(tokens),
+            num_heads=self.heads,
+        )
+        a = self.attn_norm(self.attn_out(ctx) + x)
+        hidden = torch.nn.functional.gelu(self.ffn_in(a))
+        return self.ffn_norm(self.ffn_out(hidden) + a)
+
+
+class CategoryQuerySelector(nn.Module):
+    """CQ-DINO's image-guided category-query selector (Query2Label-style cross-attention).
+
+    Args:
+        embeddings: ``(C, D)`` initial category embeddings (the release: CLIP text embeddings
+            of the category names, ``D = 768``); copied into a learnable parameter.
+        image_dim: channels of the backbone map (1024 released).
+        encoder_width: width of the image tokens after projection (512 released).
+        num_heads: attention heads (4), dividing ``D``.
+        num_layers: cross-attention layers (2).
+        ffn_dim: feed-forward width (default ``4 D``).
+        k: categories kept per image (100 V3Det, 30 COCO).
+        parents: optional category tree (parent index per category, ``-1`` roots): the
+            bottom-up pass of :func:`tree_aggregate` before the LayerNorm, as released.
+
+    ``forward(features)`` with ``features`` ``(B, image_dim, H, W)`` returns a
+    :class:`CategorySelection`.
+
+    Example:
+        >>> import torch
+        >>> sel = CategoryQuerySelector(embeddings=torch.randn(6, 8), image_dim=5,
+        ...                             encoder_width=4, num_heads=2, k=3)
+        >>> out = sel(torch.randn(2, 5, 3, 3))
+        >>> out.logits.shape, out.selected.shape
+        (torch.Size([2, 6]), torch.Size([2, 3]))
+    """
+
+    def __init__(
+        self,
+        *,
+        embeddings: torch.Tensor,
+        image_dim: int,
+        encoder_width: int = 512,
+        num_heads: int = 4,
+        num_layers: int = 2,
+        ffn_dim: int | None = None,
+        k: int = 100,
+        parents: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__()
+        fn = "CategoryQuerySelector"
+        e = _checks.check_float(fn, "embeddings", embeddings)
+        if e.dim() != 2 or e.shape[0] < 1 or e.shape[1] < 1:
+            raise ValueError(f"{fn}: embeddings must have shape (C, D); got {tuple(e.shape)}")
+        c, dim = e.shape
+        self.image_dim = _checks.check_int(fn, "image_dim", image_dim, min_value=1)
+        self.encoder_width = _checks.check_int(fn, "encoder_width", encoder_width, min_value=1)
+        self.num_heads = _checks.check_int(fn, "num_heads", num_heads, min_value=1)
+        if dim % self.num_heads:
+            raise ValueError(f"{fn}: num_heads = {self.num_heads} must divide D = {dim}")
+        self.num_layers = _checks.check_int(fn, "num_layers", num_layers, min_value=1)
+        self.ffn_dim = _checks.check_int(
+            fn, "ffn_dim", 4 * dim if ffn_dim is None else ffn_dim, min_value=1
+        )
+        self.k = _checks.check_int(fn, "k", k, min_value=1)
+        self.parents = None if parents is None else _check_parents(fn, parents)
+        if self.parents is not None:
+            tree_depths(self.parents, fn=fn)
+            if len(self.parents) != c:
+                raise ValueError(f"{fn}: parents must name C = {c} categories")
+        self.embeddings = nn.Parameter(e.detach().clone().float())
+        self.wordvec_proj = nn.Linear(dim, dim)
+        self.label_norm = nn.LayerNorm(dim)
+        self.image_proj = nn.Linear(self.image_dim, self.encoder_width)
+        self.layers = nn.ModuleList(
+            _TaggingLayer(dim, self.encoder_width, self.num_heads, self.ffn_dim, 1e-12)
+            for _ in range(self.num_layers)
+        )
+        self.fc = nn.Linear(dim, 1)
+
+    def category_queries(self, batch: int) -> torch.Tensor:
+        """``(batch, C, D)``: ``LayerNorm(tree(ReLU(Linear(E))))`` (the tree when given)."""
+        q = torch.relu(self.wordvec_proj(self.embeddings))
+        q = q.unsqueeze(0).expand(batch, -1, -1)
+        if self.parents is not None:
+            q = tree_aggregate(queries=q, parents=self.parents)
+        return self.label_norm(q)
+
+    def forward(self, features: torch.Tensor) -> CategorySelection:
+        fn = "CategoryQuerySelector"
+        x = _checks.check_float(fn, "features", features)
+        if x.dim() != 4 or x.shape[1] != self.image_dim:
+            raise ValueError(
+                f"{fn}: features must have shape (B, {self.image_dim}, H, W); got {tuple(x.shape)}"
+            )
+        tokens = self.image_proj(image_tokens(features=x).to(self.image_proj.weight.dtype))
+        h = self.category_queries(x.shape[0])
+        for layer in self.layers:
+            h = layer(h, tokens)
+        logits = self.fc(h).squeeze(-1)
+        return CategorySelection(logits, h, select_top_k(logits=logits.detach(), k=self.k))
+
+    def extra_repr(self) -> str:
+        c, dim = self.embeddings.shape
+        n = "None" if self.parents is None else f"{len(self.parents)} nodes"
+        return (
+            f"num_categories={c}, dim={dim}, image_dim={self.image_dim}, "
+            f"encoder_width={self.encoder_width}, num_heads={self.num_heads}, "
+            f"num_layers={self.num_layers}, ffn_dim={self.ffn_dim}, k={self.k}, parents={n}"
+        )
