@@ -44,7 +44,8 @@ Usage::
 GEMM-ratio mode (``--gemm-ratio``): for B = 512 .. 16384 at D = 128, each objective's forward +
 backward time divided by the time of the three matrix products of its score shape (R x M: B x B
 for InfoNCE, 2B x 2B for the two-view objectives and SupCon's 2B rows): ``S = Q K^T``,
-``dQ = G K`` and ``dK = G^T Q``, measured in the same fresh process right after the objective.
+``dQ = G K`` and ``dK = G^T Q`` into preallocated outputs, measured in the same fresh process
+right after the objective.
 The GEMMs are timed whole where the R x M matrices fit (R * M <= 2^28) and in row tiles of the
 objective's own tile height (``posneg._tiling.rows_per_block``) everywhere; the ratio uses the
 faster of the two. Memory is the peak RSS above the inputs, read after the objective and before
@@ -461,25 +462,33 @@ def score_shape(case: str, batch: int) -> tuple[int, int]:
 
 
 def _gemm3_timer(rows: int, cols: int, dim: int, tile: int | None) -> Callable[[], None]:
-    """The three GEMMs of an (rows, cols) score shape: whole (tile None) or in row tiles."""
+    """The three GEMMs of an (rows, cols) score shape: whole (tile None) or in row tiles.
+
+    Every output is preallocated (``out=``), so the time is the GEMMs' alone, without the page
+    faults of fresh score-sized allocations.
+    """
     g = torch.Generator().manual_seed(1)
     q = torch.randn(rows, dim, generator=g)
     k = torch.randn(cols, dim, generator=g)
-    grad = torch.randn(rows if tile is None else min(tile, rows), cols, generator=g)
+    height = rows if tile is None else min(tile, rows)
+    grad = torch.randn(height, cols, generator=g)
+    scores = torch.empty(height, cols)
+    dq = torch.empty(rows, dim)
+    dk = torch.empty(cols, dim)
 
     def run() -> None:
         if tile is None:
-            _ = q @ k.T
-            _ = grad @ k
-            _ = grad.T @ q
+            torch.mm(q, k.T, out=scores)
+            torch.mm(grad, k, out=dq)
+            torch.mm(grad.T, q, out=dk)
             return
-        dk = torch.zeros(cols, dim)
+        dk.zero_()
         for start in range(0, rows, tile):
             qt = q[start : start + tile]
-            gt = grad[: qt.shape[0]]
-            _ = qt @ k.T
-            _ = gt @ k
-            dk.addmm_(gt.T, qt)
+            r = qt.shape[0]
+            torch.mm(qt, k.T, out=scores[:r])
+            torch.mm(grad[:r], k, out=dq[start : start + r])
+            dk.addmm_(grad[:r].T, qt)
 
     return run
 
