@@ -11,8 +11,9 @@ judge's class accuracy on the samples.
 
 The denoiser is a small MLP over the 64 pixels with time and class embeddings (:class:`TinyEps`,
 trained in seconds on CPU), not the shared ``UNet2DModel`` stand-in: three DDPMs per seed must
-train within the bench's budget (1000 steps each by default; 1500 before the bench's default
-preset was cut to 5 CPU-minutes). The DDPM loop (:func:`train_ddpm`, :func:`sample_ddpm`) is
+train within the bench's budget (1500 steps each: 1000 left the vanilla model visibly less
+converged, judge-feature Frechet distance 99 ± 21 over 3 seeds against 56 on seed 0 at 1500).
+The DDPM loop (:func:`train_ddpm`, :func:`sample_ddpm`) is
 shared with the "augcond" section.
 """
 
@@ -197,7 +198,7 @@ def extra_int(ctx: GenerativeContext, key: str, default: int) -> int:
 def run_ant(ctx: GenerativeContext, generator: torch.Generator) -> dict[str, Any]:
     """One seed of the "ant" section: FD and class accuracy of three training variants."""
     demo = ctx.preset == "demo"
-    steps = extra_int(ctx, "ant_steps", 60 if demo else 1000)
+    steps = extra_int(ctx, "ant_steps", 60 if demo else 1500)
     per_class = extra_int(ctx, "ant_samples_per_class", 10 if demo else 50)
     seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
     ab = torch.cumprod(1 - betas(), 0)

@@ -8,8 +8,8 @@ in extreme few-shot regimes. The card's small check, run here:
 - the stand-in "foundation" generator is a DDPM (:class:`~posneg.bench._generative_ant.TinyEps`)
   conditioned on the class and on a PCA-16 embedding of a conditioning image of that class
   (condition dropout 0.1), trained on one half of the training digits (the pretraining split),
-  1000 steps by default (1500 before the bench's default preset was cut to 5 CPU-minutes; the
-  split depends on the seed, so this generator is trained per seed and not cached);
+  1500 steps (the split depends on the seed, so this generator is trained per seed and cannot
+  be cached across seeds);
 - from the other half, k-shot support sets (k = 1, 5 per class) are drawn;
 - three synthetic sets of equal size per class: (a) class-only (embedding dropped), (b) the
   embedding of a support image, (c) :class:`~posneg.generative.augmented_conditioning.
@@ -85,7 +85,7 @@ def _support(y: torch.Tensor, shots: int, generator: torch.Generator) -> torch.T
 def run_augcond(ctx: GenerativeContext, generator: torch.Generator) -> dict[str, Any]:
     """One seed: accuracy and diversity of the three synthetic sets at 1 and 5 shots."""
     demo = ctx.preset == "demo"
-    steps = extra_int(ctx, "augcond_steps", 60 if demo else 1000)
+    steps = extra_int(ctx, "augcond_steps", 60 if demo else 1500)
     per_class = extra_int(ctx, "augcond_per_class", 4 if demo else 30)
     seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
     g = torch.Generator().manual_seed(seed)
