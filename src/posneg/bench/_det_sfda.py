@@ -10,7 +10,7 @@ The protocol every source-free section shares, on the bench's tiny single-stage 
    used by Unbiased/Adaptive Teacher and both papers' code): teacher and student start as copies
    of the source model; each step draws ``batch_size`` target scenes (:meth:`MeanTeacher.sample`),
    the teacher (eval mode) labels the *weak* view (the scene as is) with its detections of
-   score >= ``threshold`` after NMS (:func:`teacher_labels`), the student (train mode) sees the
+   score > ``threshold`` after NMS (:func:`teacher_labels`), the student (train mode) sees the
    *strong* view (:func:`strong_view`: per-scene brightness/contrast jitter, per-pixel noise and
    a random grey-scale conversion; no geometric change, so the boxes stay valid) and is trained
    on the pseudo-labels: sigmoid focal loss (gamma 2, alpha 0.25) over all anchors, ATSS
@@ -24,6 +24,7 @@ The protocol every source-free section shares, on the bench's tiny single-stage 
 A method changes the loop through the hooks of :class:`MeanTeacher` (subclass it):
 ``sample`` (which target scenes), ``pseudo_labels`` (change the teacher's labels, e.g. add an
 expert's), ``mix`` (change the strong view and its labels, with soft class targets),
+``extra_passes`` (more student passes in the same step, e.g. on an expert's labels),
 ``anchor_weights`` (per-anchor weights of the classification loss) and ``observe`` (see the
 student's assigned labels and logits after each step, e.g. to update a running statistic).
 """
@@ -83,7 +84,7 @@ class SFDAConfig:
 
 
 #: ``default``: ~10 CPU-seconds per run on one thread; ``demo``: a smoke run.
-PRESETS = {"default": SFDAConfig(), "demo": SFDAConfig(steps=3, batch_size=4)}
+PRESETS = {"default": SFDAConfig(), "demo": SFDAConfig(steps=2, batch_size=2)}
 
 
 @dataclass
@@ -129,10 +130,18 @@ class MeanTeacher:
         """Change the strong view and its labels (default: keep them)."""
         return batch
 
+    def extra_passes(self, batch: PseudoBatch, step: int) -> list[PseudoBatch]:
+        """More student passes whose losses are added to this step's (default: none)."""
+        return []
+
     def anchor_weights(
-        self, labels: torch.Tensor, logits: torch.Tensor, step: int
+        self, labels: torch.Tensor, soft: torch.Tensor, logits: torch.Tensor, step: int
     ) -> torch.Tensor | None:
-        """Per-anchor classification weights ``(B, A)`` (default None: all 1)."""
+        """Per-anchor classification weights ``(B, A)`` (default None: all 1).
+
+        ``labels`` ``(B, A)`` assigned classes (-1 background), ``soft`` ``(B, A, K)`` their
+        soft targets, ``logits`` ``(B, A, K)`` the student's (detached).
+        """
         return None
 
     def observe(self, labels: torch.Tensor, logits: torch.Tensor, step: int) -> None:
@@ -178,11 +187,11 @@ def strong_view(images: torch.Tensor, generator: torch.Generator) -> torch.Tenso
 def teacher_labels(
     teacher: TinyDetector, images: torch.Tensor, threshold: float
 ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
-    """The teacher's detections with score >= ``threshold``: boxes, labels, scores per scene."""
+    """The teacher's detections with score > ``threshold``: boxes, labels, scores per scene."""
     dets = predict(teacher, images, score_thresh=min(threshold, 0.05))
     boxes, labels, scores = [], [], []
     for d in dets:
-        keep = d.scores >= threshold
+        keep = d.scores > threshold  # as threshold_bbox: strictly above
         boxes.append(d.boxes[keep])
         labels.append(d.labels[keep])
         scores.append(d.scores[keep])
@@ -194,7 +203,9 @@ def assign_pseudo(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """ATSS targets of the pseudo boxes: labels ``(B, A)``, soft targets ``(B, A, K)``, boxes."""
     anchors = model.anchors.cpu()
-    labs, softs, tgts = [], [], []
+    labs: list[torch.Tensor] = []
+    softs: list[torch.Tensor] = []
+    tgts: list[torch.Tensor] = []
     for boxes, soft in zip(batch.boxes, batch.soft, strict=True):
         lab = torch.argmax(soft, dim=1) if len(soft) else torch.zeros(0, dtype=torch.int64)
         a = atss_assign(
@@ -263,7 +274,7 @@ def _student_loss(
     pos = labels >= 0
     num_pos = max(int(pos.sum()), 1)
     per_anchor = focal(logits, soft, gamma=2.0, alpha=0.25, reduction="none").sum(-1)
-    w = method.anchor_weights(labels, logits.detach(), step)
+    w = method.anchor_weights(labels, soft, logits.detach(), step)
     if w is not None:
         per_anchor = per_anchor * w
     loss = per_anchor.sum() / num_pos
@@ -300,10 +311,13 @@ def adapt(
         batch = PseudoBatch(index, strong_view(weak, generator), weak, boxes, labels, scores, soft)
         batch = method.pseudo_labels(batch, step)
         batch = method.mix(batch, step, generator)
+        extra = method.extra_passes(batch, step)
         student.train()
         if cfg.recalibrate_bn:
             _freeze_bn(student)
         loss, assigned, logits = _student_loss(student, batch, method, cfg, step)
+        for more in extra:
+            loss = loss + _student_loss(student, more, method, cfg, step)[0]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -326,18 +340,23 @@ def make_context(
     preset: str = "default",
     classes: int = 3,
     train_scenes: int = 600,
+    test_scenes: int = 150,
     target_scenes: int = 100,
     steps: int = 400,
     batch_size: int = 16,
 ) -> DetContext:
-    """A :class:`DetContext` built as the bench builds it (for tests and standalone runs)."""
+    """A :class:`DetContext` built as the bench builds it (for tests and standalone runs).
+
+    The scenes are those of `posneg bench detection` with the same seed and sizes (same draws in
+    the same order; the long-tailed split is not drawn and ``longtail_train`` is the source).
+    """
     from posneg.bench._det_model import evaluate
     from posneg.bench._det_scenes import make_scenes
 
     g = torch.Generator().manual_seed(seed)
     kw: dict[str, Any] = {"classes": classes, "min_size": 12.0, "generator": g}
     source = make_scenes(train_scenes, **kw)
-    source_test = make_scenes(max(target_scenes, 1), split="test", **kw)
+    source_test = make_scenes(test_scenes, split="test", **kw)
     target = make_scenes(target_scenes, domain="target", **kw)
     target_test = make_scenes(target_scenes, domain="target", split="test", **kw)
 
