@@ -25,6 +25,8 @@ Examples::
     python benchmarks/oversampling.py --scale 0.1           # 10k + 40k rows
     python benchmarks/oversampling.py --minority 20000 --majority 80000 --probes 4,8
     python benchmarks/oversampling.py --markdown out.md     # also write a markdown section
+    python benchmarks/oversampling.py --curve --threads 1 --skip-imblearn-above 100000
+    python benchmarks/oversampling.py --gpu-only            # the GPU section alone
 
 Timings are wall-clock seconds of ``fit_resample`` only (data generation and imports excluded).
 """
@@ -96,6 +98,20 @@ def _rss_mb() -> float:
 # ---------------------------------------------------------------------------------------------
 
 
+def _warm(out: dict[str, Any], call: Any, reps: int) -> None:
+    """``reps`` more calls after the first (timed cold): their median wall and CPU seconds."""
+    if reps <= 0:
+        return
+    walls, cpus = [], []
+    for _ in range(reps):
+        t0, c0 = time.perf_counter(), time.process_time()
+        call()
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    out["warm_seconds"] = float(np.median(walls))
+    out["warm_cpu_seconds"] = float(np.median(cpus))
+
+
 def worker(args: argparse.Namespace) -> dict[str, Any]:
     method = args.worker
     X, y = make_data(args.minority, args.majority, args.features, args.data)
@@ -105,9 +121,12 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
 
         sampler: Any = ImbSMOTE(k_neighbors=args.k, random_state=SEED)
         base = _rss_mb()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         X_res, _ = sampler.fit_resample(X, y)
         out["seconds"] = time.perf_counter() - t0
+        out["cpu_seconds"] = time.process_time() - c0
+        out["peak_rss_mb"] = _rss_mb()
+        _warm(out, lambda: sampler.fit_resample(X, y), args.reps)
     else:
         import torch
 
@@ -124,10 +143,16 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
             raise SystemExit(f"unknown worker {method!r}")
         sampler = SMOTE(k_neighbors=args.k, **kw)
         base = _rss_mb()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         X_res, _ = sampler.fit_resample(X, y, generator=torch.Generator().manual_seed(SEED))
         out["seconds"] = time.perf_counter() - t0
+        out["cpu_seconds"] = time.process_time() - c0
         out["peak_rss_mb"] = _rss_mb()
+        _warm(
+            out,
+            lambda: sampler.fit_resample(X, y, generator=torch.Generator().manual_seed(SEED)),
+            args.reps,
+        )
         if method.startswith("approx-"):  # recall, after the timed call (not timed)
             minority = torch.from_numpy(X[y == 1])
             got = kneighbors(
@@ -145,25 +170,113 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def run_worker(method: str, args: argparse.Namespace, data: str) -> dict[str, Any]:
+def run_worker(
+    method: str, args: argparse.Namespace, data: str, timeout: float | None = None
+) -> dict[str, Any]:
     cmd = [
         sys.executable, __file__, "--worker", method,
         "--minority", str(args.minority), "--majority", str(args.majority),
         "--features", str(args.features), "--k", str(args.k), "--data", data,
+        "--reps", str(getattr(args, "reps", 0)),
     ]  # fmt: skip
+    env = dict(os.environ)
+    if getattr(args, "threads", None):
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[var] = str(args.threads)
     print(f"  running {method} on {data} ...", flush=True)
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, check=False, env=env, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        print(f"    timed out after {timeout:.0f} s", flush=True)
+        return {"method": method, "data": data, "error": f"timed out after {timeout:.0f} s"}
     if proc.returncode != 0:
         print(proc.stderr[-2000:], file=sys.stderr)
         return {"method": method, "data": data, "error": proc.stderr.strip().splitlines()[-1]}
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     print(
-        f"    {result['seconds']:.2f} s, peak RSS {result['peak_rss_mb']:.0f} MB "
+        f"    {result['seconds']:.2f} s ({result['cpu_seconds']:.2f} s CPU), "
+        f"peak RSS {result['peak_rss_mb']:.0f} MB "
         f"(+{result['peak_rss_mb'] - result['base_rss_mb']:.0f} MB over inputs and imports)"
         + (f", recall {result['recall']:.4f}" if "recall" in result else ""),
         flush=True,
     )
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# curve: exact SMOTE against imbalanced-learn from 1k to 1M minority rows
+# ---------------------------------------------------------------------------------------------
+
+CURVE_SIZES = "1000,3000,10000,30000,100000,300000,1000000"
+
+
+def curve(args: argparse.Namespace) -> list[str]:
+    """posneg exact SMOTE and imbalanced-learn at each minority size (majority 4x), each call in
+    its own subprocess; returns the markdown lines (header, table, skipped sizes)."""
+    sizes = [int(v) for v in args.curve_sizes.split(",") if v]
+    rows: list[str] = [
+        "| minority rows | posneg s (CPU s) | imbalanced-learn s (CPU s) | ratio wall | ratio CPU "
+        "| load (1 min) |",
+        "|---|---|---|---|---|---|",
+    ]
+    skipped: list[str] = []
+    results: list[dict[str, Any]] = []
+    for n in sizes:
+        args.minority, args.majority = n, 4 * n
+        args.reps = args.warm_reps if n <= args.warm_below else 0
+        got: dict[str, dict[str, Any]] = {}
+        for method, limit in (
+            ("exact", args.skip_posneg_above),
+            ("imblearn", args.skip_imblearn_above),
+        ):
+            if limit and n > limit:
+                skipped.append(f"{method} at {n:,}")
+                continue
+            print(f"minority {n:,}:", flush=True)
+            got[method] = run_worker(method, args, args.data.split(",")[0], args.timeout)
+            got[method]["minority"] = n
+            results.append(got[method])
+        load = os.getloadavg()[0]
+
+        def cell(r: dict[str, Any] | None) -> str:
+            if r is None:
+                return "skipped"
+            if "error" in r:
+                return r["error"]
+            cold = f"{r['seconds']:.3f} ({r['cpu_seconds']:.3f})"
+            if "warm_seconds" in r:
+                return f"{cold}; warm {r['warm_seconds']:.3f} ({r['warm_cpu_seconds']:.3f})"
+            return cold
+
+        def ratio(key: str, got: dict[str, dict[str, Any]] = got) -> str:
+            a, b = got.get("exact"), got.get("imblearn")
+            if not a or not b or "error" in a or "error" in b:
+                return "n/a"
+            text = f"{b[key] / a[key]:.2f}x"
+            if "warm_" + key in a and "warm_" + key in b:
+                text += f"; warm {b['warm_' + key] / a['warm_' + key]:.2f}x"
+            return text
+
+        rows.append(
+            f"| {n:,} | {cell(got.get('exact'))} | {cell(got.get('imblearn'))} | "
+            f"{ratio('seconds')} | {ratio('cpu_seconds')} | {load:.1f} |"
+        )
+    lines = [
+        f"- curve: minority n, majority 4n, x {args.features} features (float64), k={args.k}, "
+        f"defaults, data {args.data.split(',')[0]}; threads per subprocess: "
+        f"{args.threads or 'default'}; ratio = imbalanced-learn time / posneg time; cold = the "
+        f"first call of a fresh process, warm = median of {args.warm_reps} more calls (sizes up "
+        f"to {args.warm_below:,})",
+        "",
+        *rows,
+        "",
+        "skipped: " + (", ".join(skipped) if skipped else "none"),
+    ]
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=1))
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,17 +396,43 @@ def main() -> None:
     p.add_argument("--skip-imblearn", action="store_true")
     p.add_argument("--faiss", action="store_true", help="also time knn='faiss'")
     p.add_argument("--gpu-minority", type=int, default=100_000)
-    p.add_argument("--gpu-majority", type=int, default=0)
+    p.add_argument("--gpu-majority", type=int, default=None, help="default: 4x --gpu-minority")
+    p.add_argument("--gpu-only", action="store_true", help="only the GPU section")
+    p.add_argument("--curve", action="store_true", help="posneg vs imbalanced-learn, 1k..1M")
+    p.add_argument("--curve-sizes", default=CURVE_SIZES, help="minority sizes of --curve")
+    p.add_argument("--skip-imblearn-above", type=int, default=0, help="--curve: 0 = none")
+    p.add_argument("--skip-posneg-above", type=int, default=0, help="--curve: 0 = none")
+    p.add_argument("--timeout", type=float, default=None, help="seconds per subprocess")
+    p.add_argument("--threads", type=int, default=0, help="threads per subprocess (0: default)")
+    p.add_argument("--reps", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--warm-reps", type=int, default=3,
+        help="--curve: calls after the cold one, up to --warm-below rows (median reported)",
+    )  # fmt: skip
+    p.add_argument("--warm-below", type=int, default=30_000)
+    p.add_argument("--json", type=Path, default=None, help="write the results as JSON")
     p.add_argument("--markdown", type=Path, default=None, help="write a markdown section here")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
         print(json.dumps(worker(args)))
         return
+    if args.gpu_majority is None:
+        args.gpu_majority = 4 * args.gpu_minority
+    if args.gpu_only:
+        print("\n".join(gpu_section(args)))
+        return
     args.minority = int(args.minority * args.scale)
     args.majority = int(args.majority * args.scale)
     header = machine()
     print("\n".join(header))
+    if args.curve:
+        lines = curve(args)
+        lines += ["", f"- load average at end: {' '.join(f'{v:.1f}' for v in os.getloadavg())}"]
+        print("\n".join(lines))
+        if args.markdown is not None:
+            args.markdown.write_text("\n".join(["## SMOTE curve", "", *header, "", *lines, ""]))
+        return
     print(
         f"workload: {args.minority} minority + {args.majority} majority rows x {args.features} "
         f"(float64), k={args.k}, sampling_strategy='auto'"
@@ -334,6 +473,8 @@ def main() -> None:
     print(f"load average at end: {load_end}")
     for data, mem in imb_mem.items():
         print(f"imblearn peak RSS on {data}: {mem:.0f} MB")
+    if args.markdown is not None:  # the CPU results first: a failing GPU section keeps them
+        args.markdown.write_text("\n".join(["## Oversampling (SMOTE)", "", *header, *table, ""]))
     gpu = gpu_section(args)
     print("\n".join(gpu))
     if args.markdown is not None:

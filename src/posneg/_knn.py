@@ -73,6 +73,11 @@ _BIG = 1e30
 _BRUTE_BUDGET = 1 << 21
 #: Elements of one float64 block when centring or averaging rows.
 _ROW_BUDGET = 1 << 20
+#: Rows up to which the CPU search (default tile) is the float64 brute force: below this the
+#: filter's fixed costs (tiles, merges, refinement gathers) exceed the float64 GEMM it saves.
+_BRUTE_MAX_ROWS = 6144
+#: Elements (N x D) up to which the brute force centres all of ``data`` once, in float64.
+_WHOLE_BUDGET = 1 << 22
 #: Candidate entries (rows x candidates x D) of one refine block: small enough to stay in cache.
 _REFINE_BUDGET = 1 << 19
 
@@ -481,11 +486,22 @@ def _tile_sizes(n: int, device: torch.device, tile: int | None) -> tuple[int, in
 
 def _unit_roundoff(device: torch.device) -> float:
     """Unit round-off of a float32 GEMM on ``device`` (TF32 when enabled on CUDA)."""
-    if device.type == "cuda" and (
-        torch.backends.cuda.matmul.allow_tf32 or torch.get_float32_matmul_precision() != "highest"
-    ):
-        return 2.0**-11
-    return 2.0**-24
+    if device.type != "cuda":
+        return 2.0**-24
+    # the new precision API first: reading the legacy flags raises once it has been used
+    try:
+        if str(getattr(torch.backends.cuda.matmul, "fp32_precision", "")).lower() == "ieee":
+            return 2.0**-24
+    except RuntimeError:
+        pass
+    try:
+        if not torch.backends.cuda.matmul.allow_tf32 and (
+            torch.get_float32_matmul_precision() == "highest"
+        ):
+            return 2.0**-24
+    except RuntimeError:
+        pass
+    return 2.0**-11  # TF32 possible (or the setting unreadable): its coarser round-off
 
 
 def _chunked_mean(data: torch.Tensor) -> torch.Tensor:
@@ -640,7 +656,11 @@ def _block(shape: tuple[int, ...], fill: bool, device: torch.device) -> torch.Te
 
 
 def _brute(data: torch.Tensor, k: int, qidx: torch.Tensor, run: Run) -> torch.Tensor:
-    """Exact float64 brute force for the query rows ``qidx`` (self excluded): (len(qidx), k)."""
+    """Exact float64 brute force for the query rows ``qidx`` (self excluded): (len(qidx), k).
+
+    Distances ``|q|^2 - 2 q.x + |x|^2`` of centred float64 rows, one block of query rows at a
+    time; the ``k`` smallest of each row are selected by :func:`_smallest_k`.
+    """
     n, d = data.shape
     dev = data.device
     out = torch.empty((qidx.shape[0], k), dtype=torch.int64, device=dev)
@@ -648,25 +668,69 @@ def _brute(data: torch.Tensor, k: int, qidx: torch.Tensor, run: Run) -> torch.Te
         return out
     mean = _chunked_mean(data)
     step_b = max(1, _ROW_BUDGET // max(1, d))
+    # small data: centre and convert once, not once per block of queries
+    whole = data.to(torch.float64) - mean if n * d <= _WHOLE_BUDGET else None
     sq = torch.empty(n, dtype=torch.float64, device=dev)
     for s in range(0, n, step_b):
-        blk = data[s : s + step_b].to(torch.float64) - mean
+        blk = (
+            whole[s : s + step_b]
+            if whole is not None
+            else data[s : s + step_b].to(torch.float64) - mean
+        )
         sq[s : s + step_b] = (blk * blk).sum(1)
     rows_per = max(1, min(-(-qidx.shape[0] // 8), _BRUTE_BUDGET // max(1, n)))
 
     def task(s: int) -> None:
         qi = qidx[s : s + rows_per]
-        q = data.index_select(0, qi).to(torch.float64) - mean
-        dist = torch.empty((qi.shape[0], n), dtype=torch.float64, device=dev)
-        for t in range(0, n, step_b):
-            blk = data[t : t + step_b].to(torch.float64) - mean
-            torch.addmm(sq[t : t + step_b], q, blk.T, alpha=-2.0, out=dist[:, t : t + step_b])
+        if whole is not None:
+            q = whole.index_select(0, qi)
+            dist = torch.addmm(sq, q, whole.T, alpha=-2.0)
+        else:
+            q = data.index_select(0, qi).to(torch.float64) - mean
+            dist = torch.empty((qi.shape[0], n), dtype=torch.float64, device=dev)
+            for t in range(0, n, step_b):
+                blk = data[t : t + step_b].to(torch.float64) - mean
+                torch.addmm(sq[t : t + step_b], q, blk.T, alpha=-2.0, out=dist[:, t : t + step_b])
         dist += (q * q).sum(1, keepdim=True)
         dist[torch.arange(qi.shape[0], device=dev), qi] = math.inf
-        out[s : s + rows_per] = torch.topk(dist, k, dim=1, largest=False, sorted=True).indices
+        out[s : s + rows_per] = _smallest_k(dist, k)
 
     run(task, list(range(0, qidx.shape[0], rows_per)))
     return out
+
+
+def _smallest_k(dist: torch.Tensor, k: int, w: int = 16) -> torch.Tensor:
+    """Positions of the ``k`` smallest entries of each row of ``dist`` (R, N), smallest first;
+    equal values among the candidates in ascending position.
+
+    Exact without a full per-row selection: columns are cut into groups of ``w`` adjacent ones
+    (the last ``N mod w`` columns kept apart), and the ``k`` groups of smallest minimum are
+    found. The minima of ``k`` groups are ``k`` distinct entries, so the ``k``-th smallest group
+    minimum is at least the ``k``-th smallest entry, and every entry outside the ``k`` selected
+    groups (and the tail) is at least that: the ``k`` smallest lie among the ``k w`` members and
+    the tail. Their ``k + 1`` smallest are taken; where two of them are equal, the candidates
+    are sorted stably instead (ties to the lower position).
+    """
+    rows_n, n = dist.shape
+    n_groups = n // w
+    if n_groups < 4 * k:
+        top = torch.topk(dist, k, dim=1, largest=False, sorted=True).indices
+        return top
+    dist = dist.contiguous()
+    gmin = dist.as_strided((rows_n, n_groups, w), (n, w, 1)).amin(2)
+    groups = torch.topk(gmin, k, dim=1, largest=False, sorted=False).indices
+    groups = torch.sort(groups, dim=1).values
+    members = (groups.unsqueeze(2) * w + torch.arange(w, device=dist.device)).reshape(rows_n, k * w)
+    tail = n - n_groups * w
+    if tail:
+        extra = torch.arange(n_groups * w, n, device=dist.device).expand(rows_n, tail)
+        members = torch.cat([members, extra], 1)
+    vals = torch.gather(dist, 1, members)
+    tv, ti = torch.topk(vals, k + 1, dim=1, largest=False, sorted=True)
+    if bool((tv[:, 1:] == tv[:, :-1]).any()):  # equal values at or before the k-th: stable
+        order = torch.sort(vals, dim=1, stable=True).indices[:, :k]
+        return torch.gather(members, 1, order)
+    return torch.gather(members, 1, ti[:, :k])
 
 
 def _refine(
@@ -731,7 +795,8 @@ def knn_l2(
         data: (N, D) floating tensor (detached by the caller).
         k: neighbours per query, ``1 <= k <= N - 1``.
         query: int64 (Q,) indices of the query rows in ``data``; ``None``: every row.
-        tile: rows per tile of the filter (default 1024 on CPU, 8192 on CUDA).
+        tile: rows per tile of the filter (default 1024 on CPU, 8192 on CUDA; with the default,
+            CPU searches of at most 6144 rows are float64 brute force).
 
     Returns:
         int64 (Q, k) on ``data``'s device, nearest first (exact in float64; see the module
@@ -743,7 +808,8 @@ def knn_l2(
     c, w, _ = _tile_sizes(n, data.device, tile)
     n_groups = -(-n // c) * (c // w)
     with workers(data.device) as run:
-        if n <= 2 * c or kp * w * 4 >= n or kp >= n_groups:
+        small = tile is None and data.device.type == "cpu" and n <= _BRUTE_MAX_ROWS
+        if small or n <= 2 * c or kp * w * 4 >= n or kp >= n_groups:
             return _brute(data, k, qidx, run)
         best_v, best_g, c, w, eps = _filter(data, query, kp, tile, run)
         out, failed = _refine(data, k, qidx, best_v, best_g, c, w, eps, run)

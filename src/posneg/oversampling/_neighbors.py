@@ -34,6 +34,9 @@ METHODS: tuple[str, ...] = ("exact", "approx", "faiss")
 
 #: ``"approx"`` with ``n_lists`` unset searches exactly up to this many rows.
 _APPROX_MIN_ROWS = 4096
+#: Inputs (N x D elements) from which a CPU search hands its freed temporaries back to the OS:
+#: a small search frees little, and ``malloc_trim`` costs milliseconds whatever it frees.
+_TRIM_MIN_ELEMENTS = 1 << 20
 #: Default ``n_probe`` of ``"approx"``.
 _DEFAULT_N_PROBE = 4
 
@@ -88,6 +91,6 @@ def kneighbors(
             )
         else:
             found = _knn.knn_faiss(data, k, query=query, what="knn='faiss'")
-    if data.device.type == "cpu":
+    if data.device.type == "cpu" and data.numel() >= _TRIM_MIN_ELEMENTS:
         _knn.release_freed_memory()
     return found
