@@ -202,8 +202,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lr": 3e-3,
     },
     "default": {
-        "cnn_steps": 300,
-        "steps": 1500,
+        "cnn_steps": 120,
+        "steps": 600,
         "batch": 256,
         "n_max": 100,
         "extra": 900,
