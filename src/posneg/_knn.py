@@ -108,8 +108,9 @@ def workers(device: torch.device) -> Iterator[Run]:
     matrix products may still use the count torch last set for the process.
     """
     n_threads = torch.get_num_threads()
-    one_thread = _omp_one_thread()
-    if device.type != "cpu" or n_threads <= 1 or one_thread is None:
+    serial_only = device.type != "cpu" or n_threads <= 1
+    one_thread = None if serial_only else _omp_one_thread()  # resolved once, when needed
+    if one_thread is None:
 
         def serial(fn: Callable[[Any], None], items: list[Any]) -> None:
             for item in items:
