@@ -438,3 +438,36 @@ def test_cuda_matches_cpu_float64(offsets: tuple[int, ...]) -> None:
     torch.testing.assert_close(out.double().cpu(), ref, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(dq.double().cpu(), rq, rtol=1e-3, atol=1e-4)
     torch.testing.assert_close(dk.double().cpu(), rk, rtol=1e-3, atol=1e-4)
+
+
+def test_kernel_branch_keeps_a_float32_lse_for_half_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Triton branch (stood in by the torch reference of the same pair) returns float32 lse
+    for bfloat16 inputs, like the torch path, and its gradients match the torch path's."""
+    from posneg import _lse
+    from posneg._kernels import reference
+
+    class _Stand:
+        row_lse_forward = staticmethod(reference.row_lse_forward_torch)
+        row_lse_backward = staticmethod(reference.row_lse_backward_torch)
+
+    g = torch.Generator().manual_seed(0)
+    q0 = torch.randn(9, 5, generator=g).bfloat16()
+    k0 = torch.randn(9, 5, generator=g).bfloat16()
+    w = torch.randn(9, generator=g)
+
+    def run(stand: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        monkeypatch.setattr(
+            _lse, "_kernels", (lambda q, k, n: _Stand) if stand else (lambda q, k, n: None)
+        )
+        q, k = q0.clone().requires_grad_(), k0.clone().requires_grad_()
+        out = row_logsumexp(q, k, scale=3.0, exclude_offsets=(0,))
+        (out * w).sum().backward()
+        assert q.grad is not None and k.grad is not None
+        return out, q.grad, k.grad
+
+    out_k, dq_k, dk_k = run(True)
+    out_t, dq_t, dk_t = run(False)
+    assert out_k.dtype == out_t.dtype == torch.float32
+    torch.testing.assert_close(out_k, out_t, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(dq_k.float(), dq_t.float(), atol=2e-2, rtol=2e-2)
+    torch.testing.assert_close(dk_k.float(), dk_t.float(), atol=2e-2, rtol=2e-2)
