@@ -30,7 +30,14 @@ Sections (``--sections a,b,c``; default ``a,b`` plus ``c`` where CUDA exists):
     * ``posneg``: ``encode`` (no cache) + ``mine`` with the same filters;
     * ``posneg+dup``: as ``posneg`` plus ``duplicate_of=duplicate_groups(corpus,
       key=whitespace-normalised)``;
-    * ``posneg cached``: ``posneg+dup`` again with the embedding cache filled beforehand.
+    * ``posneg cached``: ``posneg+dup`` again with the embedding cache filled beforehand;
+    * ``previous posneg`` (``--no-reference`` skips it): the model's own ``encode`` (what posneg
+      called before it planned batches by token length) + ``mine``; its embeddings and
+      negatives are compared with ``posneg``'s (max abs difference; ids equal; equal up to
+      token-identical copies, i.e. whitespace variants, which now share one forward pass);
+    * ``posneg int8`` (``--no-int8`` skips it): ``load_encoder(backend="int8")`` + ``mine``;
+      the mean cosine of its embeddings to the float32 ones and the fraction of its negatives
+      that ``posneg`` (float32) also mined.
 
     Times include embedding (model loading excluded for all). A false negative is a mined negative
     that is a planted copy of that query's own positive. sentence-transformers' window is
@@ -227,6 +234,13 @@ def _ws_key(text: str) -> str:
     return " ".join(text.split())
 
 
+def _class_of(texts: list[str]) -> list[int]:
+    """The first index of each text's whitespace-normalised form (the planted whitespace
+    variants tokenise exactly like their source, so they form one class with it)."""
+    first: dict[str, int] = {}
+    return [first.setdefault(_ws_key(t), i) for i, t in enumerate(texts)]
+
+
 def section_b(args: argparse.Namespace) -> None:
     from datasets import Dataset
     from sentence_transformers.util import mine_hard_negatives
@@ -268,15 +282,17 @@ def section_b(args: argparse.Namespace) -> None:
         return fn, sum(len(r) for r in neg_texts)
 
     results: list[tuple[str, float, int, int, str]] = []
+    cpu_s: list[float] = []  # process CPU seconds of each row, in order
     # ---- sentence-transformers
     ds = Dataset.from_dict({"anchor": queries, "positive": codes})
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     st_out = mine_hard_negatives(
         ds, model, corpus=corpus, range_min=0, range_max=args.range_max,
         absolute_margin=args.margin, num_negatives=args.num_negatives, sampling_strategy="top",
         output_format="n-tuple", batch_size=args.batch_size, use_faiss=False, verbose=False,
     )  # fmt: skip
     st_time = time.perf_counter() - t
+    cpu_s.append(time.process_time() - c)
     q_index = {q: i for i, q in enumerate(queries)}
     neg_cols = [c for c in st_out.column_names if c.startswith("negative")]
     st_q = [q_index[a] for a in st_out["anchor"]]
@@ -287,30 +303,100 @@ def section_b(args: argparse.Namespace) -> None:
     # ---- posneg
     positives = [[i] for i in range(len(pairs))]
 
+    embs: dict[bool, tuple[torch.Tensor, torch.Tensor]] = {}
+    last_cpu = [0.0]
+
     def run_posneg(dup: bool, cache: Path | None) -> tuple[float, Any]:
         t0 = time.perf_counter()
+        last_cpu[0] = time.process_time()
         q_emb = encode(queries, encoder, cache_dir=cache)
         c_emb = encode(corpus, encoder, cache_dir=cache)
         dup_of = duplicate_groups(corpus, key=_ws_key) if dup else None
         res = mine(q_emb, c_emb, positives, num_negatives=args.num_negatives, range_min=0,
                    range_max=args.range_max, margin=args.margin, duplicate_of=dup_of)  # fmt: skip
+        embs[cache is None] = (q_emb, c_emb)
+        last_cpu[0] = time.process_time() - last_cpu[0]
         return time.perf_counter() - t0, res
 
+    mined: dict[str, Any] = {}
     for label, dup in (("posneg", False), ("posneg+dup", True)):
         el, res = run_posneg(dup, None)
+        mined[label] = res
         negs = [[corpus[j] for j in row if j >= 0] for row in res.ids.tolist()]
         fn, total = count_fn(list(range(len(pairs))), negs)
         results.append((label, el, fn, total, f"{res.short_queries} short queries"))
+        cpu_s.append(last_cpu[0])
+    if args.reference:
+        # the previous posneg path: the model's own encode (char-length sorted batches of 64)
+        t0, c0 = time.perf_counter(), time.process_time()
+        with torch.inference_mode():
+            q_ref = model.encode(queries, batch_size=args.batch_size, convert_to_tensor=True,
+                                 normalize_embeddings=True).clone()  # fmt: skip
+            c_ref = model.encode(corpus, batch_size=args.batch_size, convert_to_tensor=True,
+                                 normalize_embeddings=True).clone()  # fmt: skip
+        ref = mine(q_ref, c_ref, positives, num_negatives=args.num_negatives, range_min=0,
+                   range_max=args.range_max, margin=args.margin)  # fmt: skip
+        el = time.perf_counter() - t0
+        cpu_s.append(time.process_time() - c0)
+        negs = [[corpus[j] for j in row if j >= 0] for row in ref.ids.tolist()]
+        fn, total = count_fn(list(range(len(pairs))), negs)
+        q_new, c_new = embs[True]
+        diff = max(float((q_new - q_ref).abs().max()), float((c_new - c_ref).abs().max()))
+        cls = torch.tensor(_class_of(corpus))
+        a, b = ref.ids.tolist(), mined["posneg"].ids.tolist()
+        differ = [i for i in range(len(a)) if a[i] != b[i]]
+        # a row may differ where the previous path mined a token-identical copy of the query's
+        # own positive: it now embeds bit-identically to the positive, so margin=0 drops it
+        by_copies = sum(
+            any(j != i and int(cls[j]) == int(cls[i]) for j in a[i] if j >= 0) for i in differ
+        )
+        results.append(("model.encode + mine (previous posneg)", el, fn, total,
+                        f"max abs emb diff vs posneg {diff:.1e}; rows with other ids "
+                        f"{len(differ)}/{len(a)}, of which {by_copies} had mined a "
+                        "token-identical copy of the positive"))  # fmt: skip
+    if args.int8:
+        enc8 = load_encoder(batch_size=args.batch_size, backend="int8")
+        _ = enc8.model  # load (and quantise) outside the timing
+        t0, c0 = time.perf_counter(), time.process_time()
+        q8, c8 = encode(queries, enc8), encode(corpus, enc8)
+        res8 = mine(q8, c8, positives, num_negatives=args.num_negatives, range_min=0,
+                    range_max=args.range_max, margin=args.margin)  # fmt: skip
+        el = time.perf_counter() - t0
+        cpu_s.append(time.process_time() - c0)
+        negs = [[corpus[j] for j in row if j >= 0] for row in res8.ids.tolist()]
+        fn, total = count_fn(list(range(len(pairs))), negs)
+        q32, c32 = embs[True]
+        cos = float(torch.cat([(q8 * q32).sum(1), (c8 * c32).sum(1)]).mean())
+        cls = torch.tensor(_class_of(corpus))
+        a, b = res8.ids.tolist(), mined["posneg"].ids.tolist()
+        same = sum(
+            len({j for j in x if j >= 0} & {j for j in y if j >= 0})
+            for x, y in zip(a, b, strict=True)
+        )
+        ca = [{int(cls[j]) for j in x if j >= 0} for x in a]
+        cb = [{int(cls[j]) for j in y if j >= 0} for y in b]
+        same_c = sum(len(x & y) / max(len(y), 1) for x, y in zip(ca, cb, strict=True)) / len(cb)
+        results.append(("posneg int8 (opt-in)", el, fn, total,
+                        f"mean cosine to float32 {cos:.4f}; negatives shared with float32 "
+                        f"{same / max(1, sum(len(r) for r in b)):.3f} (by id), {same_c:.3f} "
+                        f"(by token-identical class)"))  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         run_posneg(True, Path(tmp))  # fill the cache
         el, res = run_posneg(True, Path(tmp))
         negs = [[corpus[j] for j in row if j >= 0] for row in res.ids.tolist()]
         fn, total = count_fn(list(range(len(pairs))), negs)
         results.append(("posneg+dup cached", el, fn, total, "embeddings from cache"))
-    print("\n| miner | wall s | speed-up vs ST | negatives | false negatives | note |")
-    print("|---|---|---|---|---|---|")
-    for name, el, fn, total, note in results:
-        print(f"| {name} | {el:.1f} | {st_time / el:.2f}x | {total} | {fn} | {note} |")
+        cpu_s.append(last_cpu[0])
+    print(
+        "\n| miner | wall s | CPU s | vs ST (wall) | vs ST (CPU) | negatives | false negatives "
+        "| note |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for (name, el, fn, total, note), cpu in zip(results, cpu_s, strict=True):
+        print(
+            f"| {name} | {el:.1f} | {cpu:.1f} | {st_time / el:.2f}x | {cpu_s[0] / cpu:.2f}x "
+            f"| {total} | {fn} | {note} |"
+        )
     print(f"load average after (b): {_load()}")
 
 
@@ -388,6 +474,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--range-max", type=int, default=50)
     p.add_argument("--margin", type=float, default=0.0)
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--no-reference",
+        dest="reference",
+        action="store_false",
+        help="(b): skip the previous path (model.encode) and its comparison",
+    )
+    p.add_argument(
+        "--no-int8", dest="int8", action="store_false", help="(b): skip the opt-in int8 backend"
+    )
     p.add_argument("--gpu-queries", type=int, default=4096)
     p.add_argument("--gpu-corpus", type=int, default=1 << 20)
     p.add_argument("--gpu-dim", type=int, default=768)

