@@ -1,4 +1,4 @@
-"""GDA's real/synthetic batch sampler (posneg.synthetic.mixing).
+"""GDA's real/synthetic batch sampler (posneg.synthetic.mixing; base name kept unique).
 
 Reference: ``ML-GSAI/Understanding-GDA`` ``data/semisup.py`` ``SemiSupervisedSampler``
 (commit 00719a0), transcribed below from its behaviour (a loop over the real permutation in
