@@ -95,3 +95,58 @@ def test_adapt_calls_the_hooks_and_is_deterministic() -> None:
     assert not a.training
     ap = sfda.target_ap(ctx, b)
     assert 0.0 <= ap["ap"] <= 1.0
+
+
+class _Extra(sfda.MeanTeacher):
+    """Adds ``scale * mean(features)`` and trains one extra parameter with the student."""
+
+    name = "extra"
+    features = True
+
+    def __init__(self, scale: float) -> None:
+        self.scale = scale
+        self.param = torch.nn.Parameter(torch.zeros(()))
+        self.seen: list[tuple[int, ...]] = []
+
+    def extra_parameters(self) -> list[torch.nn.Parameter]:
+        return [self.param]
+
+    def extra_loss(self, out, batch, teacher, step):  # type: ignore[no-untyped-def]
+        assert out.features is not None and not teacher.training
+        self.seen.append(tuple(out.features.shape))
+        if self.scale == 0:
+            return None
+        return self.scale * out.features.mean() + (self.param - 1.0) ** 2
+
+
+def test_extra_loss_hook_sees_features_and_trains_extra_parameters() -> None:
+    ctx = _ctx()
+    source = sfda.source_detector(ctx, torch.Generator().manual_seed(0))
+    plain = sfda.adapt(
+        ctx, sfda.MeanTeacher(), config=TINY, generator=torch.Generator().manual_seed(3)
+    )
+    off = _Extra(0.0)
+    same = sfda.adapt(ctx, off, config=TINY, generator=torch.Generator().manual_seed(3))
+    for x, y in zip(plain.state_dict().values(), same.state_dict().values(), strict=True):
+        assert torch.equal(x, y)  # no term: the plain mean teacher, bit for bit
+    assert off.seen == [(2, len(source.anchors), source.cls.in_channels)] * 2
+    on = _Extra(1.0)
+    moved = sfda.adapt(ctx, on, config=TINY, generator=torch.Generator().manual_seed(3))
+    assert float(on.param) > 0  # trained towards 1 by Adam
+    assert any(
+        not torch.equal(x, y)
+        for x, y in zip(plain.state_dict().values(), moved.state_dict().values(), strict=True)
+    )
+
+
+def test_baselines_are_computed_once_per_context_and_key() -> None:
+    ctx = _ctx(1)
+    source = sfda.source_detector(ctx, torch.Generator().manual_seed(0))
+    a = sfda.baselines(ctx, ONE, seed=7, source=source)
+    assert sfda.baselines(ctx, ONE, seed=7, source=source) is a  # cached in ctx.extra
+    assert set(a) >= {"source", "adabn", "mt"} and 0.0 <= a["mt"]["ap"] <= 1.0
+    assert sfda.baselines(ctx, ONE, seed=8, source=source) is not a
+    mt = sfda.adapt(ctx, sfda.MeanTeacher(), config=ONE, generator=torch.Generator().manual_seed(7))
+    assert sfda.target_ap(ctx, mt) == a["mt"]
+    bare = sfda.DetContext(**{**ctx.__dict__, "extra": {}})  # no cache: computed every time
+    assert sfda.baselines(bare, ONE, seed=7, source=source) is not a

@@ -53,3 +53,17 @@ def test_grounded_teacher_hooks_update_relation_and_keep_labels_valid() -> None:
     torch.testing.assert_close(gt.relation[1:], before[1:])
     w = gt.anchor_weights(assigned, torch.zeros(1, 3, k), logits, step=0)
     assert w is not None and w.shape == (1, 3) and float(w[0, 2]) == 1.0
+
+
+def test_default_preset_leaves_the_expert_variants_to_full(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    seen: list[tuple[str, ...]] = []
+    monkeypatch.setattr(section, "run_gt", lambda ctx, g, cfg, methods: seen.append(methods))
+
+    class Ctx:
+        preset = "default"
+
+    section.gt_section(Ctx(), torch.Generator())  # type: ignore[arg-type]
+    Ctx.preset = "full"
+    section.gt_section(Ctx(), torch.Generator())  # type: ignore[arg-type]
+    assert seen == [section.DEFAULT_METHODS, section.METHODS]
+    assert section.DEFAULT_METHODS == ("source", "adabn", "mt", "gt")

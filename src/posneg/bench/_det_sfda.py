@@ -25,18 +25,26 @@ A method changes the loop through the hooks of :class:`MeanTeacher` (subclass it
 ``sample`` (which target scenes), ``pseudo_labels`` (change the teacher's labels, e.g. add an
 expert's), ``mix`` (change the strong view and its labels, with soft class targets),
 ``extra_passes`` (more student passes in the same step, e.g. on an expert's labels),
-``anchor_weights`` (per-anchor weights of the classification loss) and ``observe`` (see the
-student's assigned labels and logits after each step, e.g. to update a running statistic).
+``anchor_weights`` (per-anchor weights of the classification loss), ``extra_loss`` (a term
+added to the student's loss from its outputs, e.g. a contrastive loss on its features; with
+``features = True`` the outputs carry the classification tower's features, and
+``extra_parameters`` are trained with the student) and ``observe`` (see the student's assigned
+labels and logits after each step, e.g. to update a running statistic).
+
+**Shared baselines**: :func:`baselines` runs source, AdaBN and the plain mean teacher once per
+seed (cached in ``ctx.extra[CACHE]``); every source-free section reports against them.
 """
 
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from posneg.bench._det_context import DetContext, DetScenes
 from posneg.bench._det_model import TinyDetector, _giou_loss, decode, predict, train_detector
@@ -44,12 +52,16 @@ from posneg.detection.atss import atss_assign
 from posneg.losses.focal import focal
 
 __all__ = [
+    "CACHE",
     "PRESETS",
     "MeanTeacher",
     "PseudoBatch",
     "SFDAConfig",
+    "StudentOutputs",
     "adapt",
     "assign_pseudo",
+    "baselines",
+    "forward_with_features",
     "make_context",
     "recalibrate_bn",
     "source_detector",
@@ -74,7 +86,7 @@ class SFDAConfig:
             target scenes (AdaBN; source-free) and keep them frozen while the student trains.
     """
 
-    steps: int = 120
+    steps: int = 90
     batch_size: int = 8
     lr: float = 1e-4
     keep_rate: float = 0.99
@@ -83,7 +95,7 @@ class SFDAConfig:
     recalibrate_bn: bool = True
 
 
-#: ``default``: ~10 CPU-seconds per run on one thread; ``demo``: a smoke run.
+#: ``default``: ~7 CPU-seconds per run on one thread (90 steps of 8 scenes); ``demo``: a smoke run.
 PRESETS = {"default": SFDAConfig(), "demo": SFDAConfig(steps=2, batch_size=2)}
 
 
@@ -110,10 +122,32 @@ class PseudoBatch:
     soft: list[torch.Tensor]
 
 
+@dataclass
+class StudentOutputs:
+    """The student's forward pass on a step's strong view (what ``extra_loss`` sees).
+
+    Attributes:
+        logits: ``(B, A, K)`` classification logits (with gradient).
+        deltas: ``(B, A, 4)`` box deltas (with gradient).
+        features: ``(B, A, W)`` the classification tower's output per anchor (with gradient),
+            or None unless the method sets ``features = True``.
+        labels: ``(B, A)`` the anchors' assigned pseudo-label classes (-1 background).
+    """
+
+    logits: torch.Tensor
+    deltas: torch.Tensor
+    features: torch.Tensor | None
+    labels: torch.Tensor
+
+
 class MeanTeacher:
-    """The plain mean teacher; subclasses override the hooks (each default does nothing)."""
+    """The plain mean teacher; subclasses override the hooks (each default does nothing).
+
+    ``features = True``: ``extra_loss`` gets the student's per-anchor features.
+    """
 
     name = "mean_teacher"
+    features = False
 
     def start(self, ctx: DetContext, source: TinyDetector, generator: torch.Generator) -> None:
         """Called once before the first step."""
@@ -144,18 +178,34 @@ class MeanTeacher:
         """
         return None
 
+    def extra_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained with the student's (default: none); read after ``start``."""
+        return []
+
+    def extra_loss(
+        self, out: StudentOutputs, batch: PseudoBatch, teacher: TinyDetector, step: int
+    ) -> torch.Tensor | None:
+        """A term added to the student's loss on ``batch`` (default None: nothing).
+
+        ``teacher`` is this step's teacher (before its EMA update), eval mode; the method may
+        run it on ``batch.weak`` (under ``torch.no_grad``).
+        """
+        return None
+
     def observe(self, labels: torch.Tensor, logits: torch.Tensor, step: int) -> None:
         """See the assigned labels ``(B, A)`` and the student's logits after each step."""
 
 
-_SOURCE_CACHE: dict[tuple[int, str, int], TinyDetector] = {}
+_SOURCE_CACHE: dict[tuple[int, str, int, int, float], TinyDetector] = {}
 
 
 def source_detector(ctx: DetContext, generator: torch.Generator) -> TinyDetector:
     """``ctx.source_detector``, or one trained on ``ctx.source_train`` (cached per seed/preset)."""
     if isinstance(ctx.source_detector, TinyDetector):
         return ctx.source_detector
-    key = (ctx.seed, ctx.preset, ctx.num_classes)
+    scenes = ctx.source_train
+    # the scenes' size and a checksum too: two contexts of one seed may hold other scenes
+    key = (ctx.seed, ctx.preset, ctx.num_classes, len(scenes), float(scenes.images[:8].sum()))
     if key not in _SOURCE_CACHE:
         model = ctx.make_detector(generator)
         if not isinstance(model, TinyDetector):
@@ -260,17 +310,38 @@ def _ema(teacher: TinyDetector, student: TinyDetector, keep_rate: float) -> None
                 v.copy_(s[k])
 
 
+def forward_with_features(
+    model: TinyDetector, images: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``logits (B, A, K)``, ``deltas (B, A, 4)`` and the cls-tower features ``(B, A, W)``
+    (the tower's output before the class conv, in the anchors' order; a forward hook)."""
+    outs: list[torch.Tensor] = []
+    handle = model.cls_tower.register_forward_hook(lambda _m, _i, o: outs.append(o))
+    try:
+        logits, deltas = model(images)
+    finally:
+        handle.remove()
+    b = images.shape[0]
+    feats = torch.cat([o.permute(0, 2, 3, 1).reshape(b, -1, o.shape[1]) for o in outs], 1)
+    return logits, deltas, feats
+
+
 def _student_loss(
     student: TinyDetector,
     batch: PseudoBatch,
     method: MeanTeacher,
     cfg: SFDAConfig,
     step: int,
+    teacher: TinyDetector | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     device = student.anchors.device
     labels, soft, tgt = assign_pseudo(student, batch, student.num_classes)
     labels, soft, tgt = labels.to(device), soft.to(device), tgt.to(device)
-    logits, deltas = student(batch.images.to(device))
+    feats = None
+    if teacher is not None and method.features:
+        logits, deltas, feats = forward_with_features(student, batch.images.to(device))
+    else:
+        logits, deltas = student(batch.images.to(device))
     pos = labels >= 0
     num_pos = max(int(pos.sum()), 1)
     per_anchor = focal(logits, soft, gamma=2.0, alpha=0.25, reduction="none").sum(-1)
@@ -282,6 +353,12 @@ def _student_loss(
         anchors = student.anchors.expand(labels.shape[0], -1, -1)[pos]
         pred = decode(deltas[pos][None], anchors)[0]
         loss = loss + cfg.pseudo_box_weight * _giou_loss(pred, tgt[pos]).mean()
+    if teacher is not None:
+        more = method.extra_loss(
+            StudentOutputs(logits, deltas, feats, labels), batch, teacher, step
+        )
+        if more is not None:
+            loss = loss + more
     return loss, labels, logits.detach()
 
 
@@ -300,9 +377,9 @@ def adapt(
         base = recalibrate_bn(base, ctx.target_train.images)
     teacher = copy.deepcopy(base).eval()
     student = copy.deepcopy(base).train()
-    opt = torch.optim.Adam(student.parameters(), lr=cfg.lr)
     scenes = ctx.target_train
     method.start(ctx, base, generator)
+    opt = torch.optim.Adam([*student.parameters(), *method.extra_parameters()], lr=cfg.lr)
     for step in range(cfg.steps):
         index = method.sample(len(scenes), cfg.batch_size, generator)
         weak = scenes.images[index]
@@ -315,7 +392,7 @@ def adapt(
         student.train()
         if cfg.recalibrate_bn:
             _freeze_bn(student)
-        loss, assigned, logits = _student_loss(student, batch, method, cfg, step)
+        loss, assigned, logits = _student_loss(student, batch, method, cfg, step, teacher)
         for more in extra:
             loss = loss + _student_loss(student, more, method, cfg, step)[0]
         opt.zero_grad(set_to_none=True)
@@ -334,6 +411,39 @@ def target_ap(
     return ctx.evaluate(ctx.predict(model, s.images), s)
 
 
+#: The key of the per-seed cache of :func:`baselines` in ``DetContext.extra`` (a dict).
+CACHE = "sfda_cache"
+BASELINES = ("source", "adabn", "mt")
+
+
+def baselines(
+    ctx: DetContext, config: SFDAConfig, *, seed: int, source: TinyDetector
+) -> dict[str, dict[str, Any]]:
+    """Target AP of the source detector, of AdaBN and of the plain mean teacher.
+
+    The mean teacher is :func:`adapt` with ``MeanTeacher()`` and a generator seeded with
+    ``seed`` (methods compared with it use the same seed). ``{"source", "adabn", "mt"}: metrics``
+    (and ``"_cpu_seconds"``) is kept in ``ctx.extra[CACHE]`` when that is a dict, keyed by
+    ``seed``, ``config`` and the source, so the source-free sections of a seed share one run.
+    """
+    cache = ctx.extra.get(CACHE)
+    key = (seed, config, id(source))
+    if isinstance(cache, dict) and key in cache:
+        hit: dict[str, dict[str, Any]] = cache[key]
+        return hit
+    started = time.process_time()
+    out: dict[str, dict[str, Any]] = {
+        "source": target_ap(ctx, source),
+        "adabn": target_ap(ctx, recalibrate_bn(source, ctx.target_train.images)),
+    }
+    g = torch.Generator().manual_seed(seed)
+    out["mt"] = target_ap(ctx, adapt(ctx, MeanTeacher(), config=config, generator=g, source=source))
+    out["_cpu_seconds"] = {"all": time.process_time() - started}
+    if isinstance(cache, dict):
+        cache[key] = out
+    return out
+
+
 def make_context(
     seed: int = 0,
     *,
@@ -342,7 +452,7 @@ def make_context(
     train_scenes: int = 600,
     test_scenes: int = 150,
     target_scenes: int = 100,
-    steps: int = 400,
+    steps: int = 340,
     batch_size: int = 16,
 ) -> DetContext:
     """A :class:`DetContext` built as the bench builds it (for tests and standalone runs).
@@ -385,4 +495,5 @@ def make_context(
         steps=steps,
         preset=preset,
         seed=seed,
+        extra={CACHE: {}},
     )

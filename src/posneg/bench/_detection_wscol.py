@@ -9,7 +9,12 @@ assignment of the pseudo boxes). Target-domain AP (COCO-style, held-out target s
 - ``source``: the source detector; ``adabn``: with target BatchNorm statistics;
 - ``mt``: the plain mean teacher (:func:`posneg.bench._det_sfda.adapt`);
 - ``wscol``: the same loop (same draws) plus WSCoL's contrastive term
-  (:class:`posneg.detection.wscol.WSCoLLoss`, weight 0.5 as in ``train.sh``, tau 0.07).
+  (:class:`posneg.detection.wscol.WSCoLLoss`, weight 0.5 as in ``train.sh``, tau 0.07), added
+  through the harness's ``extra_loss`` hook (:class:`WSCoL`).
+
+``source``, ``adabn`` and ``mt`` are the seed's shared baselines
+(:func:`posneg.bench._det_sfda.baselines`): the numbers the Grounded Teacher section reports,
+computed once.
 
 How WSCoL's pieces map onto the one-stage detector (the paper's is a Faster R-CNN):
 
@@ -39,29 +44,26 @@ and other benchmarks).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from posneg.bench._det_context import DetContext
-from posneg.bench._det_model import TinyDetector, _giou_loss, decode
+from posneg.bench._det_model import TinyDetector, decode
 from posneg.bench._det_sfda import (
     PRESETS,
     MeanTeacher,
     PseudoBatch,
     SFDAConfig,
+    StudentOutputs,
     adapt,
-    assign_pseudo,
+    baselines,
+    forward_with_features,
     make_context,
-    recalibrate_bn,
     source_detector,
-    strong_view,
     target_ap,
-    teacher_labels,
 )
 from posneg.detection.boxes import box_iou
 from posneg.detection.wscol import (
@@ -70,44 +72,12 @@ from posneg.detection.wscol import (
     prototype_cluster_labels,
     update_prototypes,
 )
-from posneg.losses.focal import focal
 
-__all__ = ["METHODS", "SECTIONS", "adapt_wscol", "run_wscol", "wscol_section"]
+__all__ = ["METHODS", "SECTIONS", "WSCoL", "adapt_wscol", "run_wscol", "wscol_section"]
 
 METHODS = ("source", "adabn", "mt", "wscol")
 PROPOSALS = 32
 BANK = 10
-
-
-def _forward_with_features(
-    model: TinyDetector, images: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``logits (B, A, K)``, ``deltas (B, A, 4)`` and the cls-tower features ``(B, A, W)``."""
-    outs: list[torch.Tensor] = []
-    handle = model.cls_tower.register_forward_hook(lambda _m, _i, o: outs.append(o))
-    try:
-        logits, deltas = model(images)
-    finally:
-        handle.remove()
-    b = images.shape[0]
-    feats = torch.cat([o.permute(0, 2, 3, 1).reshape(b, -1, o.shape[1]) for o in outs], 1)
-    return logits, deltas, feats
-
-
-def _freeze_bn(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.eval()
-
-
-@torch.no_grad()
-def _ema(teacher: nn.Module, student: nn.Module, keep_rate: float) -> None:
-    s = student.state_dict()
-    for k, v in teacher.state_dict().items():
-        if v.is_floating_point():
-            v.mul_(keep_rate).add_(s[k], alpha=1 - keep_rate)
-        else:
-            v.copy_(s[k])
 
 
 class _State:
@@ -148,7 +118,7 @@ def _wscol_term(
     gt: tuple[list[torch.Tensor], list[torch.Tensor]] | None,
 ) -> torch.Tensor:
     with torch.no_grad():
-        t_logits, t_deltas, t_feat = _forward_with_features(teacher, batch.weak)
+        t_logits, t_deltas, t_feat = forward_with_features(teacher, batch.weak)
         t_boxes = decode(t_deltas, teacher.anchors)
     total, terms = s_feat.sum() * 0, 0
     for b in range(batch.weak.shape[0]):
@@ -195,6 +165,52 @@ def _wscol_term(
     return total / max(terms, 1)
 
 
+class WSCoL(MeanTeacher):
+    """WSCoL's hooks on the mean-teacher harness: ``weight`` x the contrastive term.
+
+    :meth:`extra_loss` is :func:`_wscol_term` on the student's cls-tower features of the strong
+    view and the teacher's of the weak view; the mapping net is trained with the student
+    (:meth:`extra_parameters`). The target labels of the step's scenes are read for the logged
+    accuracies only.
+    """
+
+    name = "wscol"
+    features = True
+
+    def __init__(self, weight: float = 1.0) -> None:
+        self.weight = weight
+        self.state: _State | None = None
+        self.scenes: Any = None
+
+    def start(self, ctx: DetContext, source: TinyDetector, generator: torch.Generator) -> None:
+        self.state = _State(ctx.num_classes, source.cls.in_channels, ctx.seed)
+        self.scenes = ctx.target_train
+
+    def extra_parameters(self) -> list[nn.Parameter]:
+        return [] if self.state is None else list(self.state.mapper.parameters())
+
+    def extra_loss(
+        self, out: StudentOutputs, batch: PseudoBatch, teacher: TinyDetector, step: int
+    ) -> torch.Tensor | None:
+        if self.weight <= 0 or self.state is None or out.features is None:
+            return None
+        index = batch.index.tolist()
+        gt = ([self.scenes.boxes[i] for i in index], [self.scenes.labels[i] for i in index])
+        return self.weight * _wscol_term(self.state, teacher, batch, out.features, gt)
+
+    def log(self) -> dict[str, float]:
+        """``pse_acc``, ``cluster_acc`` and ``fg_only_share`` of the run (NaN when undefined)."""
+        nan = float("nan")
+        if self.state is None:
+            return {"pse_acc": nan, "cluster_acc": nan, "fg_only_share": nan}
+        h = self.state.hits
+        return {
+            "pse_acc": h["pse"] / h["n"] if h["n"] else nan,
+            "cluster_acc": h["cluster"] / h["n"] if h["n"] else nan,
+            "fg_only_share": h["fg_only"] / h["terms"] if h["terms"] else nan,
+        }
+
+
 def adapt_wscol(
     ctx: DetContext,
     *,
@@ -204,50 +220,13 @@ def adapt_wscol(
     weight: float = 1.0,
     log: dict[str, float] | None = None,
 ) -> TinyDetector:
-    """The harness's mean teacher (same draws as :func:`~posneg.bench._det_sfda.adapt` with a
-    plain :class:`~posneg.bench._det_sfda.MeanTeacher`) plus ``weight`` x the WSCoL term."""
-    cfg = config
-    base = recalibrate_bn(source, ctx.target_train.images) if cfg.recalibrate_bn else source
-    teacher, student = copy.deepcopy(base).eval(), copy.deepcopy(base).train()
-    k = ctx.num_classes
-    state = _State(k, student.cls.in_channels, ctx.seed)
-    params = [*student.parameters(), *state.mapper.parameters()]
-    opt = torch.optim.Adam(params, lr=cfg.lr)
-    scenes = ctx.target_train
-    for _step in range(cfg.steps):
-        index = torch.randint(0, len(scenes), (cfg.batch_size,), generator=generator)
-        weak = scenes.images[index]
-        boxes, labels, scores = teacher_labels(teacher, weak, cfg.threshold)
-        soft = [F.one_hot(lab, k).float() for lab in labels]
-        batch = PseudoBatch(index, strong_view(weak, generator), weak, boxes, labels, scores, soft)
-        student.train()
-        if cfg.recalibrate_bn:
-            _freeze_bn(student)
-        lab, sft, tgt = assign_pseudo(student, batch, k)
-        logits, deltas, s_feat = _forward_with_features(student, batch.images)
-        pos = lab >= 0
-        per_anchor = focal(logits, sft, gamma=2.0, alpha=0.25, reduction="none").sum(-1)
-        loss = per_anchor.sum() / max(int(pos.sum()), 1)
-        if cfg.pseudo_box_weight > 0 and bool(pos.any()):
-            anchors = student.anchors.expand(lab.shape[0], -1, -1)[pos]
-            pred = decode(deltas[pos][None], anchors)[0]
-            loss = loss + cfg.pseudo_box_weight * _giou_loss(pred, tgt[pos]).mean()
-        if weight > 0:
-            gt = (
-                [scenes.boxes[i] for i in index.tolist()],
-                [scenes.labels[i] for i in index.tolist()],
-            )
-            loss = loss + weight * _wscol_term(state, teacher, batch, s_feat, gt)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        _ema(teacher, student, cfg.keep_rate)
+    """:func:`~posneg.bench._det_sfda.adapt` with :class:`WSCoL` (same draws as the plain
+    :class:`~posneg.bench._det_sfda.MeanTeacher`; ``weight`` 0 is that mean teacher)."""
+    method = WSCoL(weight)
+    teacher = adapt(ctx, method, config=config, generator=generator, source=source)
     if log is not None:
-        h = state.hits
-        log["pse_acc"] = h["pse"] / h["n"] if h["n"] else float("nan")
-        log["cluster_acc"] = h["cluster"] / h["n"] if h["n"] else float("nan")
-        log["fg_only_share"] = h["fg_only"] / h["terms"] if h["terms"] else float("nan")
-    return teacher.eval()
+        log.update(method.log())
+    return teacher
 
 
 def wscol_section(ctx: DetContext, generator: torch.Generator) -> dict[str, Any]:
@@ -263,24 +242,23 @@ def run_wscol(
     methods: tuple[str, ...] = METHODS,
 ) -> dict[str, Any]:
     """Run ``methods`` on ``ctx`` with the harness config ``cfg``; metrics keyed by method."""
-    source = source_detector(ctx, generator)
+    # the seed first: the same for every section given the same generator, whether or not
+    # source_detector trains (draws) here (it does not in the bench: ctx.source_detector)
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    source = source_detector(ctx, generator)
     out: dict[str, Any] = {}
 
     def record(name: str, model: TinyDetector) -> None:
         m = target_ap(ctx, model)
         out[f"{name}_ap"], out[f"{name}_ap50"] = m["ap"], m["ap50"]
 
+    shared = baselines(ctx, cfg, seed=seed, source=source)
     for name in methods:
-        g = torch.Generator().manual_seed(seed)  # the same draws for every method
-        if name == "source":
-            record(name, source)
-        elif name == "adabn":
-            record(name, recalibrate_bn(source, ctx.target_train.images))
-        elif name == "mt":
-            record(name, adapt(ctx, MeanTeacher(), config=cfg, generator=g, source=source))
+        if name in shared:
+            out[f"{name}_ap"], out[f"{name}_ap50"] = shared[name]["ap"], shared[name]["ap50"]
         elif name == "wscol":
             log: dict[str, float] = {}
+            g = torch.Generator().manual_seed(seed)  # the mean teacher's draws
             record(name, adapt_wscol(ctx, config=cfg, generator=g, source=source, log=log))
             out.update(log)
         else:
