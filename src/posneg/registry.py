@@ -202,6 +202,19 @@ TECHNIQUES: tuple[Technique, ...] = (
     _t("IoUThresholdAssigner", "iou_assigner", "detection", "detection.atss", "Lin et al., RetinaNet IoU-threshold assignment, ICCV 2017", "1708.02002"),
     _t("CQDINOSelectionLoss", "cq_dino", "detection", "detection.cq_dino", "Sun et al., CQ-DINO, arXiv 2025", "2503.18430"),
     _t("CategoryTreeAggregation", "cq_dino_tree", "detection", "detection.cq_dino", "Sun et al., CQ-DINO (category tree), arXiv 2025", "2503.18430"),
+    _t("CategoryQuerySelector", "cq_dino_selector", "detection", "detection.cq_dino", "Sun et al., CQ-DINO (image-guided selector), arXiv 2025", "2503.18430"),
+    _t("RelationWeightedLoss", "grounded_teacher", "detection", "detection.grounded_teacher", "Ashraf et al., Grounded Teacher, arXiv 2025", "2504.15404"),
+    _t("WSCoLLoss", "wscol", "detection", "detection.wscol", "Yang et al., WSCoL, arXiv 2024", "2410.05557"),
+    # synthetic data as positives
+    _t("GDAMixSampler", "gda_mix", "synthetic", "synthetic.mixing", "Zheng, Wu, Li, GDA, NeurIPS 2023", "2305.17476"),
+    _t("BGMMGapSimulation", "gda_bgmm", "synthetic", "synthetic.gda", "Zheng, Wu, Li, GDA bGMM simulation, NeurIPS 2023", "2305.17476"),
+    _t("CoDSA", "codsa", "synthetic", "synthetic.codsa", "Tian & Shen, CoDSA, arXiv 2025", "2504.07426"),
+    _t("FakeToRealTrainer", "fake_to_real", "synthetic", "synthetic.fake_to_real", "Qraitem et al., From Fake to Real, arXiv 2023", "2308.04553"),
+    _t("LeavingRealityAugmentation", "leaving_reality", "synthetic", "synthetic.leaving_reality", "Bansal & Grover, Leaving Reality to Imagination, arXiv 2023", "2302.02503"),
+    _t("ASPIRESelector", "aspire", "synthetic", "synthetic.aspire", "Ghosh et al., ASPIRE, arXiv 2023", "2308.10103"),
+    _t("CDvGLoss", "cdvg", "synthetic", "synthetic.cdvg", "Jung et al., CDvG, ICML 2023", "2112.01021"),
+    _t("EchoGAINSAugment", "echogains", "synthetic", "synthetic.echogains", "Van De Vyver et al., EchoGAINS, arXiv 2025", "2502.20100"),
+    _t("MHERGANSelector", "mhergan", "synthetic", "synthetic.mhergan", "Feng et al., MhERGAN (MH-GAN stand-in), arXiv 2024", "2411.16567"),
 )  # fmt: skip
 
 #: The families, in catalogue order.

@@ -67,6 +67,7 @@ BENCHES: tuple[str, ...] = (
     "generative",
     "reasoning",
     "detection",
+    "synthetic",
 )
 
 

@@ -2,7 +2,10 @@
 
 Box utilities (:mod:`posneg.detection.boxes`), COCO-style average precision
 (:mod:`posneg.detection.metrics`) and anchor assigners (:mod:`posneg.detection.atss`: ATSS and
-RetinaNet's IoU-threshold rule).
+RetinaNet's IoU-threshold rule), CQ-DINO's category queries (:mod:`posneg.detection.cq_dino`),
+and two source-free adaptation methods: Grounded Teacher's class-relation context
+(:mod:`posneg.detection.grounded_teacher`) and WSCoL's weak-to-strong contrastive learning
+(:mod:`posneg.detection.wscol`).
 """
 
 from posneg.detection.atss import (
@@ -17,6 +20,8 @@ from posneg.detection.atss import (
 from posneg.detection.boxes import box_area, box_centers, box_iou, center_distance, centers_inside
 from posneg.detection.cq_dino import (
     CategoryContrastiveHead,
+    CategoryQuerySelector,
+    CategorySelection,
     CategoryTreeAggregation,
     CQDINOSelectionLoss,
     GradientShare,
@@ -24,27 +29,67 @@ from posneg.detection.cq_dino import (
     asymmetric_loss,
     category_positive_map,
     contrastive_logits,
+    cross_attention,
     focal_logit_gradient,
     gradient_share,
+    image_tokens,
     select_top_k,
     tree_aggregate,
     tree_depths,
     tree_weights,
 )
+from posneg.detection.grounded_teacher import (
+    CropBank,
+    RelationGuidedMix,
+    RelationMixParams,
+    RelationWeightedLoss,
+    apply_relation_mix,
+    expert_guidance,
+    relation_counts,
+    relation_loss_weights,
+    relation_momentum,
+    relation_weight_matrix,
+    relation_weighted_cross_entropy,
+    sample_relation_mix,
+    update_relation,
+)
 from posneg.detection.metrics import Detections, average_precision
+from posneg.detection.wscol import (
+    IOU_THRESHOLDS,
+    ClusterLabels,
+    TrustedPositives,
+    WSCoLLoss,
+    nms_keep_count,
+    proposal_variance,
+    prototype_cluster_labels,
+    trusted_positives,
+    update_prototypes,
+    wscol_contrastive_loss,
+)
 
 __all__ = [
     "BACKGROUND",
     "IGNORE",
+    "IOU_THRESHOLDS",
     "ATSSAssigner",
     "Assignment",
     "CQDINOSelectionLoss",
     "CategoryContrastiveHead",
+    "CategoryQuerySelector",
+    "CategorySelection",
     "CategoryTreeAggregation",
+    "ClusterLabels",
+    "CropBank",
     "Detections",
     "GradientShare",
     "IoUThresholdAssigner",
+    "RelationGuidedMix",
+    "RelationMixParams",
+    "RelationWeightedLoss",
+    "TrustedPositives",
+    "WSCoLLoss",
     "ancestor_mask",
+    "apply_relation_mix",
     "asymmetric_loss",
     "atss_assign",
     "average_precision",
@@ -55,11 +100,27 @@ __all__ = [
     "center_distance",
     "centers_inside",
     "contrastive_logits",
+    "cross_attention",
+    "expert_guidance",
     "focal_logit_gradient",
     "gradient_share",
+    "image_tokens",
     "iou_threshold_assign",
+    "nms_keep_count",
+    "proposal_variance",
+    "prototype_cluster_labels",
+    "relation_counts",
+    "relation_loss_weights",
+    "relation_momentum",
+    "relation_weight_matrix",
+    "relation_weighted_cross_entropy",
+    "sample_relation_mix",
     "select_top_k",
     "tree_aggregate",
     "tree_depths",
     "tree_weights",
+    "trusted_positives",
+    "update_prototypes",
+    "update_relation",
+    "wscol_contrastive_loss",
 ]
