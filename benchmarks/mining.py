@@ -33,8 +33,9 @@ Sections (``--sections a,b,c``; default ``a,b`` plus ``c`` where CUDA exists):
     * ``posneg cached``: ``posneg+dup`` again with the embedding cache filled beforehand;
     * ``previous posneg`` (``--no-reference`` skips it): the model's own ``encode`` (what posneg
       called before it planned batches by token length) + ``mine``; its embeddings and
-      negatives are compared with ``posneg``'s (max abs difference; ids equal; equal up to
-      token-identical copies, i.e. whitespace variants, which now share one forward pass);
+      negatives are compared with ``posneg``'s (max abs difference; rows whose ids differ, and
+      whether each differs only around token-identical copies: the whitespace variants and
+      exact copies, which now share one forward pass and so score exactly alike);
     * ``posneg int8`` (``--no-int8`` skips it): ``load_encoder(backend="int8")`` + ``mine``;
       the mean cosine of its embeddings to the float32 ones and the fraction of its negatives
       that ``posneg`` (float32) also mined.
@@ -345,15 +346,25 @@ def section_b(args: argparse.Namespace) -> None:
         cls = torch.tensor(_class_of(corpus))
         a, b = ref.ids.tolist(), mined["posneg"].ids.tolist()
         differ = [i for i in range(len(a)) if a[i] != b[i]]
-        # a row may differ where the previous path mined a token-identical copy of the query's
-        # own positive: it now embeds bit-identically to the positive, so margin=0 drops it
-        by_copies = sum(
-            any(j != i and int(cls[j]) == int(cls[i]) for j in a[i] if j >= 0) for i in differ
+
+        # rows differ only around token-identical copies, which now embed bit-identically: a
+        # copy of the query's positive scores exactly the positive's score (the margin=0
+        # boundary: kept now, dropped or kept by float noise before), or the order among the
+        # copies of another document changes (equal up to which copy)
+        def pos_copy(row: list[int], i: int) -> bool:
+            return any(j != i and int(cls[j]) == int(cls[i]) for j in row if j >= 0)
+
+        by_pos = sum(pos_copy(a[i], i) or pos_copy(b[i], i) for i in differ)
+        by_order = sum(
+            not (pos_copy(a[i], i) or pos_copy(b[i], i))
+            and [int(cls[j]) for j in a[i]] == [int(cls[j]) for j in b[i]]
+            for i in differ
         )
         results.append(("model.encode + mine (previous posneg)", el, fn, total,
                         f"max abs emb diff vs posneg {diff:.1e}; rows with other ids "
-                        f"{len(differ)}/{len(a)}, of which {by_copies} had mined a "
-                        "token-identical copy of the positive"))  # fmt: skip
+                        f"{len(differ)}/{len(a)}: {by_pos} around a token-identical copy of the "
+                        f"positive, {by_order} only in which copy of a duplicated document, "
+                        f"{len(differ) - by_pos - by_order} otherwise"))  # fmt: skip
     if args.int8:
         enc8 = load_encoder(batch_size=args.batch_size, backend="int8")
         _ = enc8.model  # load (and quantise) outside the timing

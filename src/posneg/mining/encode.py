@@ -460,7 +460,7 @@ def load_encoder(
             (opt-in, CPU only): every ``nn.Linear`` of the model dynamically quantised to int8
             (``torch.ao.quantization.quantize_dynamic``: int8 weights, activations quantised per
             batch), faster on CPU; the embeddings change (mean cosine to the float32 ones about
-            0.94 on code search) and so do about a quarter of the mined negatives:
+            0.94 on code search) and so do about half of the mined negatives:
             ``benchmarks/mining.py`` section (b) measures the speed and the overlap. Part of
             the fingerprint, so the two never share a cache; the quantised model is for
             encoding only (it cannot be fine-tuned).
