@@ -47,7 +47,7 @@ def test_defaults_and_normalised_fields(tmp_path: Path) -> None:
 def test_choices_match_the_literal_types() -> None:
     assert FORMATS == ("triplets", "nway", "full")
     assert SAMPLINGS == ("top", "uniform", "softmax")
-    assert INDEXES == ("exact", "faiss-flat", "faiss-ivf")
+    assert INDEXES == ("exact", "faiss-flat", "faiss-ivf", "sharded")
 
 
 @pytest.mark.parametrize(

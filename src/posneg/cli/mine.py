@@ -17,6 +17,7 @@ import typer
 
 from posneg._io import InputError
 from posneg.bench._terminal import console, progress_callback, rich_table
+from posneg.distributed import rank
 from posneg.mining.config import (
     IndexName,
     MineConfig,
@@ -27,7 +28,7 @@ from posneg.mining.config import (
 )
 from posneg.mining.encode import DEFAULT_MODEL, TextEncoder
 from posneg.mining.files import read_input
-from posneg.mining.pipeline import check_paths, mine_data
+from posneg.mining.pipeline import check_paths, init_distributed, mine_data
 
 __all__ = ["ENCODER_FACTORY", "mine_cmd"]
 
@@ -116,7 +117,14 @@ def mine_cmd(
     ] = "top",
     temperature: Annotated[float, typer.Option(help="Softmax sampling temperature.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
-    index: Annotated[IndexName, typer.Option(help="exact, faiss-flat or faiss-ivf.")] = "exact",
+    index: Annotated[
+        IndexName,
+        typer.Option(
+            help="exact, faiss-flat, faiss-ivf, or sharded: exact, the corpus split over the "
+            "ranks of torchrun (each rank encodes and searches its shard; rank 0 writes). "
+            "In one process sharded is exact."
+        ),
+    ] = "exact",
     batch_size: Annotated[int, typer.Option(min=1, help="Encoding batch size.")] = 64,
     max_seq_length: Annotated[
         int | None,
@@ -158,6 +166,8 @@ def mine_cmd(
         cache_dir=cache_dir,
         shard_size=shard_size,
     )
+    init_distributed(config)  # --index sharded under torchrun: before the encoder's device is set
+    quiet = quiet or rank() != 0  # one terminal: only rank 0 shows progress and the summary
     check_paths(config)  # nothing existing may be harmed: inputs, folders, a foreign cache
     # read and validate everything before the (slow) model load
     data = read_input(

@@ -59,7 +59,7 @@ OutputFormatArg = Literal["triplets", "nway", "full", "triplet", "n-tuple"]
 #: ``--sampling`` values with sentence-transformers' name accepted too.
 SamplingArg = Literal["top", "uniform", "softmax", "random"]
 #: Search indexes of ``--index``.
-IndexName = Literal["exact", "faiss-flat", "faiss-ivf"]
+IndexName = Literal["exact", "faiss-flat", "faiss-ivf", "sharded"]
 
 FORMATS: tuple[str, ...] = get_args(OutputFormat)
 SAMPLINGS: tuple[str, ...] = get_args(SamplingRule)
@@ -188,7 +188,8 @@ class MineConfig:
             sentence-transformers' ``random`` is accepted and stored as ``uniform``.
         temperature: softmax sampling temperature (finite, > 0).
         seed: seed of the sampling generator (-2**63 .. 2**64 - 1).
-        index: ``exact``, ``faiss-flat`` or ``faiss-ivf``.
+        index: ``exact``, ``faiss-flat``, ``faiss-ivf`` or ``sharded`` (exact, the corpus split
+            over the ranks of ``torchrun``; in one process the same as ``exact``).
         device: device of the exact index (``cpu``, ``cuda``, ``cuda:N``, ``auto``).
         cache_dir: folder for the embedding shards (kept); None: ``<out>.cache``, removed after
             a successful run.

@@ -2,13 +2,13 @@
 
 :func:`mine_files` reads the inputs named by a :class:`~posneg.mining.config.MineConfig`
 (:mod:`posneg.mining.files`), and :func:`mine_data` does the rest on data already read: every
-query and document is embedded with the encoder (L2-normalised, inner product), the corpus in
-shards cached on disk so that a killed run resumes where it stopped
-(:func:`posneg.mining.encode.encode`); :func:`posneg.mining.mine.mine` draws ``num_negatives``
-negatives per query from the rank window, excluding every positive, the query's own document (a
-corpus text equal to the query text), exact-duplicate texts of a positive and the candidates the
-false-negative filters reject; the rows are written atomically in the chosen format
-(:func:`posneg.mining.files.write_rows`).
+distinct text is embedded once with the encoder (L2-normalised, inner product; a query whose
+text is a corpus document takes the document's row), in shards cached on disk so that a killed
+run resumes where it stopped (:func:`posneg.mining.encode.encode`);
+:func:`posneg.mining.mine.mine` draws ``num_negatives`` negatives per query from the rank
+window, excluding every positive, the query's own document (a corpus text equal to the query
+text), exact-duplicate texts of a positive and the candidates the false-negative filters reject;
+the rows are written atomically in the chosen format (:func:`posneg.mining.files.write_rows`).
 
 Beside the output, ``<out>.summary.json`` records the configuration, the counts, how many
 candidates each filter removed, the timings and the output's sha256. The embedding shards live
@@ -24,6 +24,11 @@ killed between the two renames leaves the new output beside the old summary, whi
 :func:`summary_matches` detects (the summary's ``output_sha256`` is the output's hash) and a
 rerun repairs. Temporary files of killed runs are deleted by the next run.
 
+With ``index="sharded"`` under ``torchrun`` (:func:`init_distributed` joins the process
+group), each rank encodes its part of the texts into ``<cache>/rank<r>``, the parts are gathered,
+the search runs on :class:`~posneg.mining.sharded.ShardedIndex` (each rank scores its shard of
+the corpus; the top-k are merged exactly) and rank 0 alone writes the output and the summary.
+
 Python use::
 
     from posneg.mining.config import MineConfig
@@ -38,6 +43,8 @@ Python use::
 from __future__ import annotations
 
 import json
+import os
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -45,6 +52,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
+import torch.distributed as dist
 
 from posneg._io import (
     InputError,
@@ -54,8 +62,9 @@ from posneg._io import (
     remove_stale_temps,
 )
 from posneg._progress import ProgressCallback, check_progress
+from posneg.distributed import rank, world_size
 from posneg.mining.config import MineConfig, check_window, resolve_device
-from posneg.mining.encode import TextEncoder, discard_cache, encode, is_cache_folder
+from posneg.mining.encode import _KEY, _SHARD, TextEncoder, discard_cache, encode, is_cache_folder
 from posneg.mining.files import (
     MiningData,
     check_out,
@@ -66,11 +75,13 @@ from posneg.mining.files import (
 )
 from posneg.mining.index import ExactIndex, FaissIndex, Index
 from posneg.mining.mine import MinedNegatives, Sampling, duplicate_groups, mine
+from posneg.mining.sharded import ShardedIndex, shard_bounds
 
 __all__ = [
     "MineSummary",
     "cache_folder",
     "check_paths",
+    "init_distributed",
     "make_index",
     "mine_data",
     "mine_files",
@@ -175,7 +186,7 @@ def check_paths(config: MineConfig) -> None:
         raise InputError(f"--cache-dir: {cache} is the output file; choose another folder")
     if cache.exists() and not cache.is_dir():
         raise InputError(f"{flag}: the cache folder {cache} exists and is not a folder")
-    if config.cache_dir is None and cache.is_dir() and not is_cache_folder(cache):
+    if config.cache_dir is None and cache.is_dir() and not _holds_only_caches(cache):
         raise InputError(
             f"--out: {cache} exists and holds files posneg did not write; posneg mine uses "
             "<out>.cache for its embeddings and deletes them after the run: move that folder "
@@ -183,14 +194,94 @@ def check_paths(config: MineConfig) -> None:
         )
 
 
+#: The cache subfolder of one rank in a sharded run (``rank0``, ``rank1``, ...).
+_RANK_FOLDER = re.compile(r"^rank\d+$")
+
+
+def _rank_folders(cache: Path) -> list[Path]:
+    return [
+        c
+        for c in cache.iterdir()
+        if c.is_dir() and not c.is_symlink() and _RANK_FOLDER.match(c.name)
+    ]
+
+
+def _holds_only_caches(cache: Path) -> bool:
+    """Whether ``cache`` holds only what posneg mine writes: key folders of embedding shards
+    (:func:`~posneg.mining.encode.is_cache_folder`), and ``rank<r>`` folders of key folders
+    (sharded runs)."""
+    ranks = _rank_folders(cache)
+    if not ranks:
+        return is_cache_folder(cache)
+    others = [c for c in cache.iterdir() if c not in ranks]
+    return all(is_cache_folder(r) for r in ranks) and all(_is_key_folder(c) for c in others)
+
+
+def _is_key_folder(folder: Path) -> bool:
+    """One key folder of :func:`~posneg.mining.encode.encode` (shards, meta.json, temps)."""
+    if not (folder.is_dir() and not folder.is_symlink() and _KEY.match(folder.name)):
+        return False
+    return all(
+        f.is_file()
+        and (
+            _SHARD.match(f.name) is not None
+            or f.name == "meta.json"
+            or (f.name.startswith(".") and f.name.endswith(".tmp"))
+        )
+        for f in folder.iterdir()
+    )
+
+
+def init_distributed(config: MineConfig) -> None:
+    """Join the ``torchrun`` process group for ``--index sharded`` (once; before the encoder is
+    loaded, so that each rank's CUDA device is set first).
+
+    Does nothing unless ``config.index == "sharded"``, the group is not yet initialised and
+    ``WORLD_SIZE`` (set by ``torchrun``) is above 1: outside ``torchrun`` a sharded run is a
+    one-process run. The backend is ``nccl`` when ``config.device`` is CUDA (``auto``/``cuda``
+    become ``cuda:$LOCAL_RANK``; an explicit ``cuda:N`` is kept) and ``gloo`` otherwise, with
+    torch's ``env://`` rendezvous (``MASTER_ADDR``, ``MASTER_PORT``, ``RANK``).
+
+    Raises:
+        InputError: naming ``--index``: torch.distributed is not available, or the device is MPS
+            (neither gloo nor nccl carries MPS tensors).
+    """
+    if config.index != "sharded" or int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return
+    if not dist.is_available():
+        raise InputError("--index sharded: this torch build has no torch.distributed")
+    if dist.is_initialized():
+        return
+    device = resolve_device(config.device)
+    if device.type == "mps":
+        raise InputError("--index sharded: --device mps cannot be used across ranks; use cpu")
+    if device.type == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local if device.index is None else device.index)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+
+def _ranks(config: MineConfig) -> tuple[int, int]:
+    """(world size, rank) of a sharded run; (1, 0) for every other index."""
+    if config.index != "sharded":
+        return 1, 0
+    return world_size(), rank()
+
+
 def make_index(index: str, device: torch.device) -> Index:
     """An empty inner-product index of the kind ``--index`` names.
+
+    ``sharded`` is a :class:`~posneg.mining.sharded.ShardedIndex`: under ``torchrun`` each rank
+    keeps and searches its shard of the corpus and the top-k are merged exactly; in one process
+    it is a plain exact search.
 
     Raises:
         InputError: naming ``--index``: faiss is not installed.
     """
     if index == "exact":
         return ExactIndex(metric="ip", device=device)
+    if index == "sharded":
+        return ShardedIndex(metric="ip", device=device)
     try:
         return FaissIndex(kind="flat" if index == "faiss-flat" else "ivf", metric="ip")
     except ImportError as exc:
@@ -205,25 +296,76 @@ def _embed(
     progress: bool | ProgressCallback,
     seconds: dict[str, float],
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Corpus and query embeddings, through the shard cache; times go into ``seconds``."""
-    embeddings = []
+    """Corpus and query embeddings, through the shard cache; times go into ``seconds``.
+
+    Every distinct text is encoded once: a query whose text is a corpus document takes that
+    document's row, and repeated query texts share one encoding. In a sharded run each rank
+    encodes its contiguous part (:func:`~posneg.mining.sharded.shard_bounds`) of the corpus and
+    of the remaining query texts into its own cache folder ``rank<r>``, and the parts are
+    gathered so that every rank holds both matrices whole.
+    """
+    world, me = _ranks(config)
+    folder = cache if world == 1 else cache / f"rank{me}"
+    corpus_texts = list(data.corpus_texts)
+    row_of: dict[str, int] = {}
+    for i, text in enumerate(corpus_texts):
+        row_of.setdefault(text, i)
+    fresh = list(dict.fromkeys(t for t in data.query_texts if t not in row_of))
+    parts = []
     for stage, texts, desc in (
-        ("encode_corpus", data.corpus_texts, "encoding corpus"),
-        ("encode_queries", data.query_texts, "encoding queries"),
+        ("encode_corpus", corpus_texts, "encoding corpus"),
+        ("encode_queries", fresh, "encoding queries"),
     ):
         t = time.perf_counter()
-        embeddings.append(
-            encode(
-                list(texts),
+        start, stop = shard_bounds(len(texts), world, me)
+        local = None
+        if stop > start:
+            local = encode(
+                texts[start:stop],
                 encoder,
-                cache_dir=cache,
+                cache_dir=folder,
                 shard_size=config.shard_size,
                 progress=progress,
                 desc=desc,
             )
-        )
+        parts.append(local if world == 1 or not texts else _gather_rows(local))
         seconds[stage] = time.perf_counter() - t
-    return embeddings[0], embeddings[1]
+    corpus_emb = cast(torch.Tensor, parts[0])  # never None: check_window refuses an empty corpus
+    fresh_emb = parts[1]
+    n_docs = len(corpus_texts)
+    fresh_row = {t: n_docs + i for i, t in enumerate(fresh)}
+    where = torch.tensor(
+        [row_of.get(t, fresh_row.get(t, -1)) for t in data.query_texts], dtype=torch.int64
+    )
+    query_emb = corpus_emb.new_empty((len(where), corpus_emb.shape[1]))
+    in_corpus = where < n_docs
+    query_emb[in_corpus] = corpus_emb[where[in_corpus]]
+    if fresh_emb is not None:
+        query_emb[~in_corpus] = fresh_emb[where[~in_corpus] - n_docs]
+    return corpus_emb, query_emb
+
+
+def _gather_rows(local: torch.Tensor | None) -> torch.Tensor:
+    """Every rank's rows (``None``: none), concatenated in rank order, on the CPU."""
+    comm = torch.device("cpu")
+    if dist.get_backend() == "nccl":
+        comm = torch.device("cuda", torch.cuda.current_device())
+    world = world_size()
+    rows, dim = (0, -1) if local is None else (int(local.shape[0]), int(local.shape[1]))
+    desc = torch.tensor([rows, dim], dtype=torch.int64, device=comm)
+    descs = [torch.empty_like(desc) for _ in range(world)]
+    dist.all_gather(descs, desc)
+    sizes = [int(d[0]) for d in descs]
+    dims = {int(d[1]) for d in descs if int(d[0]) > 0}
+    if len(dims) != 1:
+        raise ValueError(f"mine_data: the ranks' encoders give different sizes D: {sorted(dims)}")
+    dim = dims.pop()
+    padded = torch.zeros((max(sizes), dim), dtype=torch.float32, device=comm)
+    if local is not None:
+        padded[:rows] = local.to(comm)
+    gathered = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(gathered, padded)
+    return torch.cat([g[:n] for g, n in zip(gathered, sizes, strict=True)]).cpu()
 
 
 def _mine(
@@ -272,6 +414,7 @@ def _resolved(
         "temperature": config.temperature,
         "seed": config.seed,
         "index": config.index,
+        **({"ranks": world_size()} if config.index == "sharded" else {}),
         "device": str(resolve_device(config.device)),
         "encoder": getattr(encoder, "name", None),
         "shard_size": config.shard_size,
@@ -314,6 +457,8 @@ def mine_data(
     if not isinstance(config, MineConfig):
         raise TypeError(f"mine_data: config must be a MineConfig; got {type(config).__name__}")
     check_progress("mine_data", progress)
+    init_distributed(config)
+    world, me = _ranks(config)
     out = config.out_path
     summary_path = sibling(out, ".summary.json")
     check_paths(config)
@@ -326,17 +471,59 @@ def mine_data(
     cache = cache_folder(config)
     # an empty folder that was already there (perhaps the user's) is left in place
     kept_empty = cache.is_dir() and not any(cache.iterdir())
+    if world > 1:  # every rank has checked the paths before any rank writes
+        dist.barrier()
     if config.cache_dir is None:
         cache.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for target in (out, summary_path):  # temporary files of runs that were killed
-        remove_stale_temps(target.parent, target.name)
+    if me == 0:
+        for target in (out, summary_path):  # temporary files of runs that were killed
+            remove_stale_temps(target.parent, target.name)
     seconds: dict[str, float] = {}
     corpus_emb, query_emb = _embed(data, encoder, config, cache, progress, seconds)
 
     t = time.perf_counter()
     mined = _mine(data, corpus_emb, query_emb, config, range_max, progress)
     seconds["mine"] = time.perf_counter() - t
+    facts = _Facts(config, range_max, encoder, cache, record, seconds, start)
+    if world == 1:
+        summary = _write(data, mined, facts)
+    else:  # every rank holds the same negatives: rank 0 writes, the others get its summary
+        summary = _write_on_rank0(data, mined, facts, me)
+    if me == 0 and config.cache_dir is None:
+        for folder in (cache, *_rank_folders(cache)):
+            discard_cache(folder)
+            if folder != cache:
+                _remove_if_empty(folder)
+        if not kept_empty:
+            _remove_if_empty(cache)
+    return summary
 
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:  # something else appeared in it: leave it
+        pass
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What the summary records beside the mined negatives."""
+
+    config: MineConfig
+    range_max: int
+    encoder: TextEncoder
+    cache: Path
+    record: Mapping[str, Any] | None
+    seconds: dict[str, float]
+    start: float
+
+
+def _write(data: MiningData, mined: MinedNegatives, facts: _Facts) -> MineSummary:
+    """Write the output and the summary as one commit; return the summary."""
+    config, seconds = facts.config, facts.seconds
+    out = config.out_path
+    summary_path = sibling(out, ".summary.json")
     valid = (mined.ids >= 0).sum(dim=1)
     too_few = int((valid < config.num_negatives).sum())
     t = time.perf_counter()
@@ -348,7 +535,8 @@ def mine_data(
         )
         digest = file_sha256(tmp_out)
         seconds["write"] = time.perf_counter() - t
-        seconds["total"] = time.perf_counter() - start
+        seconds["total"] = time.perf_counter() - facts.start
+        resolved = _resolved(config, facts.range_max, facts.encoder, facts.cache)
         summary = MineSummary(
             out=out,
             summary=summary_path,
@@ -360,19 +548,29 @@ def mine_data(
             too_few_negatives=too_few,
             no_negatives=int((valid == 0).sum()),
             skipped_queries=too_few if config.output_format == "nway" else 0,
-            config={**_resolved(config, range_max, encoder, cache), **(record or {})},
+            config={**resolved, **(facts.record or {})},
             seconds={k: round(v, 3) for k, v in seconds.items()},
             output_sha256=digest,
         )
         tmp_summary.write_text(summary.to_json(), encoding="utf-8")
-    if config.cache_dir is None:
-        discard_cache(cache)
-        if not kept_empty:
-            try:
-                cache.rmdir()
-            except OSError:  # something else appeared in it: leave it
-                pass
     return summary
+
+
+def _write_on_rank0(data: MiningData, mined: MinedNegatives, facts: _Facts, me: int) -> MineSummary:
+    """Rank 0 writes; its summary (or its error's message) is broadcast to every rank."""
+    payload: list[Any] = [None]
+    failure: BaseException | None = None
+    if me == 0:
+        try:
+            payload[0] = _write(data, mined, facts)
+        except BaseException as exc:  # the other ranks must not wait forever
+            failure, payload[0] = exc, f"{type(exc).__name__}: {exc}"
+    dist.broadcast_object_list(payload, src=0)
+    if failure is not None:
+        raise failure
+    if isinstance(payload[0], str):
+        raise RuntimeError(f"mine_data: rank 0 failed to write the output: {payload[0]}")
+    return cast(MineSummary, payload[0])
 
 
 def mine_files(
