@@ -86,7 +86,7 @@ class SFDAConfig:
             target scenes (AdaBN; source-free) and keep them frozen while the student trains.
     """
 
-    steps: int = 90
+    steps: int = 75
     batch_size: int = 8
     lr: float = 1e-4
     keep_rate: float = 0.99
@@ -95,7 +95,7 @@ class SFDAConfig:
     recalibrate_bn: bool = True
 
 
-#: ``default``: ~7 CPU-seconds per run on one thread (90 steps of 8 scenes); ``demo``: a smoke run.
+#: ``default``: ~6 CPU-seconds per run on one thread (75 steps of 8); ``demo``: a smoke run.
 PRESETS = {"default": SFDAConfig(), "demo": SFDAConfig(steps=2, batch_size=2)}
 
 
@@ -452,7 +452,7 @@ def make_context(
     train_scenes: int = 600,
     test_scenes: int = 150,
     target_scenes: int = 100,
-    steps: int = 340,
+    steps: int = 400,
     batch_size: int = 16,
 ) -> DetContext:
     """A :class:`DetContext` built as the bench builds it (for tests and standalone runs).

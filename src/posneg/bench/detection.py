@@ -99,7 +99,7 @@ class BenchConfig:
     train_scenes: int = 600
     test_scenes: int = 150
     target_scenes: int = 100
-    steps: int = 340
+    steps: int = 400
     batch_size: int = 16
     lr: float = 3e-3
     width: int = 32
