@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import importlib
 import os
-import socket
 import sys
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -28,9 +26,9 @@ from typing import Any
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 
+from gloo_kit import run_ranks
 from posneg import distributed as pd
 
 WORLD = 2
@@ -184,44 +182,13 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available")
     out = tmp_path_factory.mktemp("dist")
-    ctx = mp.start_processes(
-        _worker,
-        args=(WORLD, _free_port(), str(out)),
-        nprocs=WORLD,
-        join=False,
-        start_method="spawn",
-    )
-    deadline = time.monotonic() + DEADLINE_S
     files = [Path(out) / f"rank{r}.pt" for r in range(WORLD)]
-    written_at: float | None = None
-    while not ctx.join(timeout=1.0):  # raises with the child's traceback if a rank failed
-        # Every rank wrote its results: the test no longer depends on teardown. torch's gloo
-        # teardown (destroy_process_group) was seen to hang now and then on torch 2.4 and 2.6
-        # after every collective had returned on both ranks (docs/versions.md); give it a grace
-        # period, then stop the stragglers rather than fail.
-        if written_at is None and all(f.exists() for f in files):
-            written_at = time.monotonic()
-        if written_at is not None and time.monotonic() > written_at + TEARDOWN_GRACE_S:
-            for p in ctx.processes:
-                if p.is_alive():
-                    p.kill()
-            break
-        if time.monotonic() > deadline:
-            for p in ctx.processes:
-                if p.is_alive():
-                    p.kill()
-            pytest.fail(f"two-rank gloo run did not finish within {DEADLINE_S:.0f} s")
+    run_ranks(_worker, WORLD, out, files, deadline_s=DEADLINE_S, grace_s=TEARDOWN_GRACE_S)
     return [torch.load(f, weights_only=True) for f in files]
 
 

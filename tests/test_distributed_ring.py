@@ -23,9 +23,7 @@ two deliberate differences from the official code have tests of their own at the
 from __future__ import annotations
 
 import os
-import socket
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -33,8 +31,8 @@ from typing import Any
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
+from gloo_kit import run_ranks
 from posneg import distributed_ring as ring
 from posneg.losses.info_nce import info_nce, nt_xent
 
@@ -191,34 +189,10 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def spawn(world: int, out: Path) -> list[dict[str, Any]]:
     """Run ``_worker`` on ``world`` gloo ranks; the ranks' saved results, in rank order."""
-    ctx = mp.start_processes(
-        _worker, args=(world, _free_port(), str(out)), nprocs=world, join=False,
-        start_method="spawn",
-    )  # fmt: skip
-    deadline = time.monotonic() + DEADLINE_S
     files = [out / f"rank{r}.pt" for r in range(world)]
-    written_at: float | None = None
-    while not ctx.join(timeout=0.5):  # raises with the child's traceback if a rank failed
-        # gloo teardown was seen to hang now and then after every collective returned
-        # (tests/test_distributed.py): once every rank wrote its results, allow a grace period.
-        if written_at is None and all(f.exists() for f in files):
-            written_at = time.monotonic()
-        late = written_at is not None and time.monotonic() > written_at + TEARDOWN_GRACE_S
-        if late or time.monotonic() > deadline:
-            for p in ctx.processes:
-                if p.is_alive():
-                    p.kill()
-            if not late:
-                pytest.fail(f"{world}-rank gloo run did not finish within {DEADLINE_S:.0f} s")
-            break
+    run_ranks(_worker, world, out, files, deadline_s=DEADLINE_S, grace_s=TEARDOWN_GRACE_S)
     return [torch.load(f, weights_only=True) for f in files]
 
 

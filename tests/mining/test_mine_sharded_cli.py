@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,11 +20,11 @@ from typing import Any
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from test_mine_cli import FakeEncoder, _doc, _encoder, _write_jsonl
 
 import posneg.cli.mine as mine_command
 from cli_helpers import run_main
+from gloo_kit import run_ranks
 from posneg._io import InputError
 from posneg.mining import pipeline
 from posneg.mining.config import MineConfig
@@ -180,29 +178,9 @@ def _worker(rank: int, world: int, port: int, tmp: str) -> None:
             dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def spawn(world: int, tmp: Path) -> list[dict[str, Any]]:
-    ctx = mp.start_processes(_worker, args=(world, _free_port(), str(tmp)), nprocs=world,
-                             join=False, start_method="spawn")  # fmt: skip
-    deadline = time.monotonic() + DEADLINE_S
     results = [tmp / f"rank{r}.json" for r in range(world)]
-    written_at: float | None = None
-    while not ctx.join(timeout=0.5):  # raises with the child's traceback if a rank failed
-        if written_at is None and all(f.exists() for f in results):
-            written_at = time.monotonic()  # gloo teardown may hang after the work is done
-        late = written_at is not None and time.monotonic() > written_at + TEARDOWN_GRACE_S
-        if late or time.monotonic() > deadline:
-            for p in ctx.processes:
-                if p.is_alive():
-                    p.kill()
-            if not late:
-                pytest.fail(f"{world}-rank gloo run did not finish within {DEADLINE_S:.0f} s")
-            break
+    run_ranks(_worker, world, tmp, results, deadline_s=DEADLINE_S, grace_s=TEARDOWN_GRACE_S)
     return [json.loads(f.read_text()) for f in results]
 
 
