@@ -14,11 +14,13 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 import torch.multiprocessing as mp
 
-__all__ = ["free_port", "run_ranks"]
+__all__ = ["free_port", "run_ranks", "run_torch_ranks", "save_rank_result"]
 
 
 def free_port() -> int:
@@ -58,3 +60,25 @@ def run_ranks(
             if not late:
                 pytest.fail(f"{world}-rank gloo run did not finish within {deadline_s:.0f} s")
             break
+
+
+def save_rank_result(results: dict[str, Any], out_dir: str, rank: int) -> None:
+    """Write a rank's results to ``out_dir/rank{rank}.pt`` whole or not at all (rename)."""
+    partial = Path(out_dir) / f"rank{rank}.part"
+    torch.save(results, partial)
+    partial.replace(Path(out_dir) / f"rank{rank}.pt")
+
+
+def run_torch_ranks(
+    worker: Callable[[int, int, int, str], None],
+    world: int,
+    out: Path,
+    *,
+    deadline_s: float = 90.0,
+    grace_s: float = 10.0,
+) -> list[dict[str, Any]]:
+    """:func:`run_ranks` for workers that end with :func:`save_rank_result`: the ranks' results,
+    in rank order."""
+    files = [Path(out) / f"rank{r}.pt" for r in range(world)]
+    run_ranks(worker, world, out, files, deadline_s=deadline_s, grace_s=grace_s)
+    return [torch.load(f, weights_only=True) for f in files]

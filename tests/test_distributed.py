@@ -16,11 +16,9 @@ One spawn (module fixture) runs every case; the parametrised tests read its resu
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +26,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from gloo_kit import run_ranks
+from gloo_kit import run_torch_ranks, save_rank_result
 from posneg import distributed as pd
 
 WORLD = 2
@@ -175,9 +173,7 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
             except (TypeError, ValueError) as err:
                 results[case] = f"{type(err).__name__}: {err}"
         results["after_errors"] = pd.gather_with_grad(torch.tensor([[rank]]))
-        partial = os.path.join(out_dir, f"rank{rank}.part")
-        torch.save(results, partial)
-        os.replace(partial, os.path.join(out_dir, f"rank{rank}.pt"))  # whole file or none
+        save_rank_result(results, out_dir, rank)
     finally:
         dist.destroy_process_group()
 
@@ -187,9 +183,7 @@ def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available")
     out = tmp_path_factory.mktemp("dist")
-    files = [Path(out) / f"rank{r}.pt" for r in range(WORLD)]
-    run_ranks(_worker, WORLD, out, files, deadline_s=DEADLINE_S, grace_s=TEARDOWN_GRACE_S)
-    return [torch.load(f, weights_only=True) for f in files]
+    return run_torch_ranks(_worker, WORLD, out, deadline_s=DEADLINE_S, grace_s=TEARDOWN_GRACE_S)
 
 
 def close(a: torch.Tensor, b: torch.Tensor) -> None:

@@ -22,7 +22,6 @@ two deliberate differences from the official code have tests of their own at the
 
 from __future__ import annotations
 
-import os
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -32,7 +31,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from gloo_kit import run_ranks
+from gloo_kit import run_torch_ranks, save_rank_result
 from posneg import distributed_ring as ring
 from posneg.losses.info_nce import info_nce, nt_xent
 
@@ -182,18 +181,14 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
         after = torch.tensor([float(rank)])
         dist.all_reduce(after)
         results["after_errors"] = after
-        partial = os.path.join(out_dir, f"rank{rank}.part")
-        torch.save(results, partial)
-        os.replace(partial, os.path.join(out_dir, f"rank{rank}.pt"))
+        save_rank_result(results, out_dir, rank)
     finally:
         dist.destroy_process_group()
 
 
 def spawn(world: int, out: Path) -> list[dict[str, Any]]:
     """Run ``_worker`` on ``world`` gloo ranks; the ranks' saved results, in rank order."""
-    files = [out / f"rank{r}.pt" for r in range(world)]
-    run_ranks(_worker, world, out, files, deadline_s=DEADLINE_S, grace_s=TEARDOWN_GRACE_S)
-    return [torch.load(f, weights_only=True) for f in files]
+    return run_torch_ranks(_worker, world, out, deadline_s=DEADLINE_S, grace_s=TEARDOWN_GRACE_S)
 
 
 @pytest.fixture(scope="module", params=[2, 4], ids=["world2", "world4"])
