@@ -361,6 +361,16 @@ def _reduce(per_row: torch.Tensor, n_total: int, reduction: str, ring: _Ring) ->
     return total / n_total if reduction == "mean" else total
 
 
+def _global_rows(fn: str, ring: _Ring) -> int:
+    """The global batch B (every rank's rows); at least 2 (the same on every rank: no hang)."""
+    n_total = sum(ring.sizes)
+    if n_total < 2:
+        raise ValueError(
+            f"{fn}: the ranks must hold at least 2 rows together (B >= 2); got B = {n_total}"
+        )
+    return n_total
+
+
 def _prepare(x: torch.Tensor, normalize: bool) -> torch.Tensor:
     x = x.to(compute_dtype(x))
     return F.normalize(x, dim=1) if normalize else x
@@ -427,11 +437,7 @@ def ring_info_nce(
     """
     fn = "ring_info_nce"
     t, ring = _agree(fn, ("q", "k"), q, k, (temperature, normalize, reduction), group)
-    n_total = sum(ring.sizes)
-    if n_total < 2:
-        raise ValueError(
-            f"{fn}: the ranks must hold at least 2 rows together (B >= 2); got B = {n_total}"
-        )
+    n_total = _global_rows(fn, ring)
     qn, kn = _prepare(q, normalize), _prepare(k, normalize)
     lse = _RingLSE.apply(qn, kn, 1.0 / t, False, ring)
     per_row = lse - (qn * kn).sum(dim=1) / t
@@ -484,11 +490,7 @@ def ring_nt_xent(
     """
     fn = "ring_nt_xent"
     t, ring = _agree(fn, ("z1", "z2"), z1, z2, (temperature, normalize, reduction), group)
-    n_total = sum(ring.sizes)
-    if n_total < 2:
-        raise ValueError(
-            f"{fn}: the ranks must hold at least 2 rows together (B >= 2); got B = {n_total}"
-        )
+    n_total = _global_rows(fn, ring)
     z = _prepare(torch.cat([z1, z2], dim=0), normalize)
     b = int(z1.shape[0])
     partner = torch.cat([z[b:], z[:b]], dim=0)
