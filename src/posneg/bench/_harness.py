@@ -114,6 +114,20 @@ def check_number(
         raise UsageError(f"{flag}: must be in {left}{low:g}, {high:g}{right}; got {value}")
 
 
+def check_known(
+    flag: str, given: Sequence[str], known: Sequence[str], *, label: str = "known"
+) -> None:
+    """Raise a UsageError naming ``flag`` and listing ``known`` if any of ``given`` is not in it.
+
+    The message reads ``"--flag: unknown a, b; <label>: x, y"``.
+    """
+    unknown = [g for g in given if g not in known]
+    if unknown:
+        raise UsageError(
+            f"{flag}: unknown {', '.join(unknown)}; {label}: {', '.join(known) or '(none)'}"
+        )
+
+
 def check_data_file(flag: str, path: str | None) -> None:
     """Raise a UsageError naming ``flag`` unless ``path`` is None or an existing file."""
     if path is None or Path(path).is_file():

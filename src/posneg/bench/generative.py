@@ -80,11 +80,7 @@ def _check(cfg: BenchConfig, names: list[str]) -> None:
     harness.check_number("--seeds", cfg.seeds, low=1)
     if cfg.preset not in ("default", "demo"):
         raise harness.UsageError(f"--preset must be default or demo; got {cfg.preset!r}")
-    unknown = [s for s in cfg.sections if s not in names]
-    if unknown:
-        raise harness.UsageError(
-            f"--section: unknown {', '.join(unknown)}; available: {', '.join(names)}"
-        )
+    harness.check_known("--section", cfg.sections, names, label="available")
 
 
 def run(cfg: BenchConfig) -> dict[str, Any]:

@@ -96,11 +96,7 @@ def _validate(cfg: BenchConfig, runners: Mapping[str, Runner]) -> list[str]:
             f"--dataset: unknown data set {cfg.dataset!r}; known: {', '.join(DATASETS)}"
         )
     names = list(cfg.detectors) or list(runners)
-    unknown = [d for d in names if d not in runners]
-    if unknown:
-        raise harness.UsageError(
-            f"--detector: unknown {', '.join(unknown)}; known: {', '.join(runners)}"
-        )
+    harness.check_known("--detector", names, list(runners))
     return names
 
 

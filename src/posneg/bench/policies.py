@@ -147,11 +147,7 @@ def _validate(cfg: BenchConfig, runners: dict[str, PolicyRunner]) -> list[str]:
             f"--dataset: unknown {cfg.dataset!r}; known: {', '.join(DATASETS)}"
         )
     names = list(cfg.policies) or list(runners)
-    unknown = [p for p in names if p not in runners]
-    if unknown:
-        raise harness.UsageError(
-            f"--policy: unknown {', '.join(unknown)}; known: {', '.join(runners)}"
-        )
+    harness.check_known("--policy", names, list(runners))
     harness.check_common(cfg)
     harness.check_number("--epochs", cfg.epochs, low=1)
     harness.check_number("--batch-size", cfg.batch_size, low=2)

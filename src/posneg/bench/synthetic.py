@@ -85,11 +85,7 @@ def _check(cfg: BenchConfig, names: list[str]) -> None:
     harness.check_common(cfg)
     if cfg.preset not in ("default", "demo"):
         raise harness.UsageError(f"--preset must be default or demo; got {cfg.preset!r}")
-    unknown = [s for s in cfg.sections if s not in names]
-    if unknown:
-        raise harness.UsageError(
-            f"--section: unknown {', '.join(unknown)}; available: {', '.join(names) or '(none)'}"
-        )
+    harness.check_known("--section", cfg.sections, names, label="available")
 
 
 def run(cfg: BenchConfig) -> dict[str, Any]:
