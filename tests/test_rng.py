@@ -75,3 +75,16 @@ def test_beta_equals_ratio_of_gammas_drawn_in_the_same_order() -> None:
         x = _rng.gamma(torch.full((64,), a, dtype=torch.float64), generator=g2)
         y = _rng.gamma(torch.full((64,), b, dtype=torch.float64), generator=g2)
         torch.testing.assert_close(got, x / (x + y), rtol=0, atol=0)
+
+
+def test_epoch_generator_uses_the_given_one_or_a_fresh_one_from_the_global_rng() -> None:
+    from posneg._rng import epoch_generator
+
+    g = torch.Generator().manual_seed(3)
+    assert epoch_generator(g) is g
+    torch.manual_seed(11)
+    a = epoch_generator(None)
+    b = epoch_generator(None)  # the global RNG moved on: a new seed
+    assert a.initial_seed() != b.initial_seed()
+    torch.manual_seed(11)
+    assert epoch_generator(None).initial_seed() == a.initial_seed()  # DataLoader seeding applies

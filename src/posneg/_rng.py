@@ -10,6 +10,19 @@ from __future__ import annotations
 import torch
 
 
+def epoch_generator(generator: torch.Generator | None) -> torch.Generator:
+    """The generator a sampler's ``__iter__`` draws one epoch with.
+
+    ``generator`` itself when given (successive epochs continue its stream); otherwise a fresh
+    CPU generator seeded by one int64 draw from torch's global RNG, as torch's ``RandomSampler``
+    does, so every epoch differs and DataLoader seeding still applies.
+    """
+    if generator is not None:
+        return generator
+    seed = int(torch.empty((), dtype=torch.int64).random_().item())
+    return torch.Generator().manual_seed(seed)
+
+
 def uniform(
     shape: tuple[int, ...],
     *,

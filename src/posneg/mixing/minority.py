@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Sampler
 
-from posneg import _checks
+from posneg import _checks, _rng
 from posneg.mixing import _common, _targets
 from posneg.mixing._common import MixedBatch
 
@@ -571,11 +571,7 @@ class MinorityPartnerSampler(Sampler[list[int]]):
         return math.ceil(self.num_items / self.batch_size)
 
     def __iter__(self) -> Iterator[list[int]]:
-        if self.generator is None:
-            seed = int(torch.empty((), dtype=torch.int64).random_().item())
-            gen = torch.Generator().manual_seed(seed)
-        else:
-            gen = self.generator
+        gen = _rng.epoch_generator(self.generator)
         order = torch.randperm(self.num_items, generator=gen)
         stop = len(self) * self.batch_size if self.drop_last else self.num_items
         for start in range(0, stop, self.batch_size):

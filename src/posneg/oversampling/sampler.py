@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from posneg import _rng
 from posneg.oversampling import _io
 
 __all__ = ["BalancedBatchSampler"]
@@ -193,11 +194,7 @@ class BalancedBatchSampler(Sampler[list[int]]):
         return torch.gather(out, 1, perm)
 
     def __iter__(self) -> Iterator[list[int]]:
-        if self.generator is None:
-            seed = int(torch.empty((), dtype=torch.int64).random_().item())
-            gen = torch.Generator().manual_seed(seed)
-        else:
-            gen = self.generator
+        gen = _rng.epoch_generator(self.generator)
         yield from self._epoch(gen).tolist()
 
     def __repr__(self) -> str:

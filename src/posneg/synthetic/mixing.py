@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch.utils.data import Sampler
 
-from posneg import _checks
+from posneg import _checks, _rng
 
 __all__ = ["CITATION", "GDAMixSampler", "gda_mix_batches"]
 
@@ -257,11 +257,7 @@ class GDAMixSampler(Sampler[list[int]]):
         return self.num_batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        if self.generator is None:
-            seed = int(torch.empty((), dtype=torch.int64).random_().item())
-            gen = torch.Generator().manual_seed(seed)
-        else:
-            gen = self.generator
+        gen = _rng.epoch_generator(self.generator)
         for batch in gda_mix_batches(
             self.real_indices,
             self.synthetic_indices,

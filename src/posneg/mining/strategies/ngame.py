@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Sampler
 
-from posneg import _checks
+from posneg import _checks, _rng
 from posneg._tiling import compute_dtype, map_rows, reduce_loss
 from posneg._types import Reduction
 from posneg.mining.strategies._inputs import check_mask
@@ -344,11 +344,7 @@ class NGAMESampler(Sampler[list[int]]):
         return self._order[torch.repeat_interleave(starts[pick], picked) + offset]
 
     def __iter__(self) -> Iterator[list[int]]:
-        if self.generator is None:
-            seed = int(torch.empty((), dtype=torch.int64).random_().item())
-            gen = torch.Generator().manual_seed(seed)
-        else:
-            gen = self.generator
+        gen = _rng.epoch_generator(self.generator)
         order = self._epoch(gen)
         if self._pending is not None:  # deferred: used from the epoch after this one
             self._order, self._sizes, self.cluster_size = self._pending
